@@ -1,0 +1,50 @@
+# ddmi_lite: `make reproduce` runs every notebook and writes runs/$(PROFILE)/report.md;
+# `make test` is what CI runs. Both install everything into .venv from nothing first.
+
+PYTHON ?= $(shell command -v python3.11 >/dev/null 2>&1 && echo python3.11 || echo python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PROFILE ?= cpu
+ONLY ?=
+DEVICE ?= auto
+
+.PHONY: all install data test reproduce lab clean distclean
+
+all: test
+
+# torch goes first with its exact pin: pip then keeps it (the local CPU wheel) instead of
+# resolving a multi-GB CUDA build for the package's dependencies.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install "torch==2.13.0"
+	$(PY) -m pip install -e ".[notebooks,dev]"
+	touch $@
+
+install: $(STAMP)
+
+data: install
+	$(PY) -m ddmi_lite data
+
+test: install data
+	$(PY) -m pytest -q
+
+reproduce: install data
+	$(PY) -m ddmi_lite reproduce --profile $(PROFILE) --device $(DEVICE) $(if $(ONLY),--only $(ONLY))
+
+# Double-clicking a .py notebook opens it as a notebook: .jupyter/labconfig sets the default
+# viewer for Python files to jupytext's "Jupytext Notebook" (right-click, Open With, Editor
+# still shows the text). Saving writes the paired, git-ignored .ipynb (jupytext.toml).
+lab: install
+	JUPYTER_CONFIG_PATH="$(CURDIR)/.jupyter$${JUPYTER_CONFIG_PATH:+:$$JUPYTER_CONFIG_PATH}" \
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir="$(CURDIR)" --FileContentsManager.preferred_dir=notebooks \
+	  $(if $(filter 0,$(shell id -u)),--allow-root)
+
+clean:
+	rm -rf runs .pytest_cache .hypothesis
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +
+
+# also the virtual environment and the prepared data caches (git-ignored files under data/)
+distclean: clean
+	rm -rf $(VENV) *.egg-info
+	git clean -fdXq -- data 2>/dev/null || true

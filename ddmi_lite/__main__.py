@@ -1,0 +1,91 @@
+"""Command line: ``python -m ddmi_lite {reproduce,data}`` (also installed as ``ddmi-lite``).
+
+``reproduce`` executes the notebooks under a profile and writes ``runs/<profile>/report.md``
+(see :mod:`ddmi_lite.reproduce`); ``data`` prepares the offline default datasets under ``data/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from ddmi_lite.configs import PROFILES, check_profile
+from ddmi_lite.errors import DDMIError
+
+PROG = "ddmi-lite"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description="DDMI-lite: reproduce the paper's experiments.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{reproduce,data}")
+
+    rep = commands.add_parser("reproduce", help="execute the notebooks under a profile and write the report")
+    rep.add_argument("--profile", default="cpu", help=f"one of {', '.join(PROFILES)} (default: cpu)")
+    rep.add_argument(
+        "--only", nargs="+", action="extend", metavar="NAME",
+        help="run only these notebooks: a name like 03_d2c_vae or its number 03",
+    )
+    rep.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:<index> (default: auto)")
+    rep.add_argument("--seed", type=int, default=0, help="random seed passed to every notebook (default: 0)")
+    rep.add_argument("--force", action="store_true", help="re-run notebooks whose outputs are up to date")
+    rep.add_argument("--out", default="runs", help="output root; results go to OUT/<profile>/ (default: runs)")
+    rep.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
+
+    data = commands.add_parser("data", help="prepare the offline default datasets under data/")
+    data.add_argument("--force", action="store_true", help="rebuild caches that already exist")
+    data.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
+    return parser
+
+
+def _error(message: str) -> None:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+
+
+def _reproduce(args: argparse.Namespace) -> int:
+    from ddmi_lite import reproduce
+
+    try:  # argument errors first, before anything runs
+        check_profile(args.profile)
+        reproduce.select_notebooks(args.only)
+    except DDMIError as err:
+        _error(str(err))
+        return 2
+    try:
+        reproduce.run_all(
+            args.profile, only=args.only, out_root=args.out, device=args.device,
+            seed=args.seed, force=args.force, progress=args.progress,
+        )
+        report = reproduce.write_report(args.profile, args.out, only=args.only)
+    except DDMIError as err:
+        _error(str(err))
+        return 1
+    print(f"report written to {report}")
+    return 0
+
+
+def _data(args: argparse.Namespace) -> int:
+    try:
+        from ddmi_lite.data.emoji import prepare_emoji
+    except ImportError as err:
+        _error(f"the emoji data module is not available: {err}")
+        return 1
+    try:
+        path = prepare_emoji(force=args.force, progress=args.progress)
+    except DDMIError as err:
+        _error(str(err))
+        return 1
+    print(f"emoji data ready in {path}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m ddmi_lite`` and the ``ddmi-lite`` script; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    if args.command == "reproduce":
+        return _reproduce(args)
+    return _data(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

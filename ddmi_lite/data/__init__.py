@@ -1,0 +1,40 @@
+"""Datasets: the offline defaults rendered locally and loaders for the paper's real data (Sec. 4.1).
+
+Images: OpenMoji colour emoji (:mod:`ddmi_lite.data.emoji`) and image folders in the
+CelebA-HQ / AFHQ-v2 layout (:mod:`ddmi_lite.data.folders`). Caches live under
+:func:`default_data_dir` (``$DDMI_DATA_DIR`` or ``<repo>/data``).
+"""
+
+from ddmi_lite.data.emoji import (
+    ALLOWED_SIZES as EMOJI_SIZES,
+    default_data_dir,
+    emoji_group,
+    list_emoji_sequences,
+    load_emoji,
+    load_emoji_names,
+    prepare_emoji,
+    split_names,
+)
+from ddmi_lite.data.folders import (
+    IMAGE_EXTENSIONS,
+    ImageFolderDataset,
+    list_image_files,
+    load_image_folder,
+    read_image,
+)
+
+__all__ = [
+    "EMOJI_SIZES",
+    "IMAGE_EXTENSIONS",
+    "ImageFolderDataset",
+    "default_data_dir",
+    "emoji_group",
+    "list_emoji_sequences",
+    "list_image_files",
+    "load_emoji",
+    "load_emoji_names",
+    "load_image_folder",
+    "prepare_emoji",
+    "read_image",
+    "split_names",
+]

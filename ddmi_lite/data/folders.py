@@ -1,0 +1,106 @@
+"""Image folders for the paper's real image datasets (Sec. 4.1: AFHQ-v2, CelebA-HQ).
+
+Layout: a folder of ``.png``/``.jpg``/``.jpeg``/``.webp`` files, possibly split into class
+subfolders (``afhq/train/cat/…``, ``celeba_hq/…``), searched recursively and read in sorted
+path order. Files with other extensions (``.txt`` lists, ``.DS_Store``) are ignored; a file with
+an image extension that does not decode raises :class:`DDMIError` naming it.
+
+Each image becomes RGB in [0,1]: EXIF orientation applied, transparency composited on white
+(out = a·rgb + (1 − a)·1), the largest centred square cropped, then one Lanczos resize to
+``size × size``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from einops import rearrange
+
+from ddmi_lite.errors import DDMIError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
+
+
+def list_image_files(path: str | os.PathLike, *, limit: int | None = None) -> list[Path]:
+    """Image files under ``path`` (recursive, sorted, hidden files skipped); first ``limit``."""
+    root = Path(path).expanduser()
+    if not root.exists():
+        raise DDMIError(f"image folder {root} does not exist")
+    if not root.is_dir():
+        raise DDMIError(f"image folder {root} is not a folder")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise DDMIError(f"limit={limit!r} must be None or a positive int")
+    files = sorted(
+        p for p in root.rglob("*")
+        if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
+        and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    )
+    if not files:
+        raise DDMIError(f"image folder {root} holds no {'/'.join(IMAGE_EXTENSIONS)} files")
+    return files[:limit]
+
+
+def _check_size(size: int) -> int:
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise DDMIError(f"size={size!r} must be a positive int (output side in pixels)")
+    return size
+
+
+def read_image(file: str | os.PathLike, size: int) -> np.ndarray:
+    """One image file → RGB uint8 [size,size,3] (composited on white, centre-cropped, resized)."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    size = _check_size(size)
+    file = Path(file)
+    try:
+        with Image.open(file) as image:
+            image.load()
+            image = ImageOps.exif_transpose(image)
+            has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
+            if has_alpha:
+                rgba = image.convert("RGBA")
+                white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+                rgb = Image.alpha_composite(white, rgba).convert("RGB")
+            else:
+                rgb = image.convert("RGB")
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        raise DDMIError(f"image file {file} cannot be read as an image ({err})") from err
+    w, h = rgb.size
+    side = min(w, h)
+    left, top = (w - side) / 2.0, (h - side) / 2.0
+    box = (left, top, left + side, top + side)  # largest centred square
+    return np.asarray(rgb.resize((size, size), Image.Resampling.LANCZOS, box=box))
+
+
+def _to_tensor(images: np.ndarray) -> torch.Tensor:
+    return rearrange(torch.from_numpy(images), "... h w c -> ... c h w").float().div_(255.0)
+
+
+def load_image_folder(path: str | os.PathLike, size: int, *, limit: int | None = None) -> torch.Tensor:
+    """All images of a folder as float32 [N,3,size,size] in [0,1] (sorted path order)."""
+    size = _check_size(size)
+    files = list_image_files(path, limit=limit)
+    images = np.empty((len(files), size, size, 3), dtype=np.uint8)  # [N,H,W,3]
+    for k, file in enumerate(files):
+        images[k] = read_image(file, size)
+    return _to_tensor(images)  # [N,3,H,W]
+
+
+class ImageFolderDataset(torch.utils.data.Dataset):
+    """The same images as :func:`load_image_folder`, decoded one at a time on access.
+
+    ``dataset[i]`` is a float32 [3,size,size] tensor in [0,1]; ``dataset.files[i]`` its path.
+    """
+
+    def __init__(self, path: str | os.PathLike, size: int, *, limit: int | None = None):
+        self.size = _check_size(size)
+        self.files = list_image_files(path, limit=limit)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return _to_tensor(read_image(self.files[index], self.size).copy())  # [3,H,W]

@@ -1,0 +1,213 @@
+"""The image domain: pixel-centre coordinates, multi-scale training targets, chunked rendering, PSNR.
+
+Implements the image rows of ddmi_method.md §1.5–1.9, scaled from 256/384/512 down to 32/48/64:
+
+* coordinates are pixel centres ``linspace(−(N−1)/N, (N−1)/N, N)`` queried with
+  ``align_corners=False`` (decided in ``fields.py``);
+* the encoder always sees the 32² image; the training target is, at random, the full 32² grid
+  (``si = 1``), a random 32² crop of the 48² image with the matching crop of the 48² grid
+  (``si = 2/3``), or a 32² crop of the 64² image (``si = 1/2``) — §1.9's multi-scale regime, which
+  is what lets a model trained at 32² render at 64² and beyond;
+* rendering evaluates the readout over any grid in chunks of points so memory stays bounded;
+* images live in [−1, 1] inside the model and in [0, 1] everywhere else (PSNR, figures).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+
+from ddmi_lite import fields as F_fields
+from ddmi_lite.errors import DDMIError
+from ddmi_lite.nets.conv2d import Conv2dConfig, Decoder2D, Encoder2D
+from ddmi_lite.readout import CFCReadout
+from ddmi_lite.vae import D2CVAE
+
+
+@dataclass
+class ImageVAEConfig:
+    """Architecture and stage-1 training of the image D2C-VAE."""
+
+    net: Conv2dConfig = field(default_factory=Conv2dConfig)
+    resolution: int = 32                  # training resolution (reference: 256)
+    hidden: int = 128                     # readout width (reference: 256)
+    mode: str = "cfc"                     # readout.MODES
+    scale_cond: bool = True               # render-scale conditioning (reference §1.6)
+    recon: str = "l1"                     # reference: L1 summed over pixels
+    multiscale: bool = True               # §1.9 targets at 32/48/64
+    multiscale_probs: tuple[float, float, float] = (0.5, 0.25, 0.25)  # full / 48-crop / 64-crop (reference 0.3/0.3/0.4)
+    hflip: bool = True
+    beta_max: float = 1e-3                # KL weight after annealing (sum-reduced losses; see configs)
+    steps: int = 2000
+    batch_size: int = 32
+    lr: float = 2e-3
+    warmup_steps: int = 100
+    ema_decay: float | None = None
+    max_time_s: float | None = None       # wall-clock budget of the training run
+
+
+def build_image_vae(cfg: ImageVAEConfig) -> D2CVAE:
+    """Encoder2D → Gaussian latent → Decoder2D (HDBF) → CFCReadout, in the ``plane`` layout."""
+    enc, dec = Encoder2D(cfg.net), Decoder2D(cfg.net)
+    readout = CFCReadout([cfg.net.pe_channels] * cfg.net.n_scales, hidden=cfg.hidden, out_dim=cfg.net.in_channels,
+                         mode=cfg.mode, scale_cond=cfg.scale_cond)
+    return D2CVAE(enc, dec, readout, layout="plane", aggregate="sum", recon=cfg.recon)
+
+
+def to_model_range(images01: torch.Tensor) -> torch.Tensor:
+    return images01 * 2.0 - 1.0
+
+
+def to_unit_range(images: torch.Tensor) -> torch.Tensor:
+    return ((images + 1.0) * 0.5).clamp(0.0, 1.0)
+
+
+def image_targets(images: torch.Tensor) -> torch.Tensor:
+    """``[B,C,H,W]`` → ``[B,H·W,C]``, row-major like ``fields.image_coords``."""
+    return rearrange(images, "b c h w -> b (h w) c")
+
+
+def crop_coords(full_res: int, top: torch.Tensor, left: torch.Tensor, size: int) -> torch.Tensor:
+    """Pixel-centre coordinates of ``size²`` crops at (top, left) of a ``full_res²`` grid → ``[B,size²,2]`` (x, y)."""
+    centres = F_fields.pixel_centers(full_res, device=top.device)  # [R]
+    idx = torch.arange(size, device=top.device)
+    ys = centres[top[:, None] + idx[None]]  # [B,size]
+    xs = centres[left[:, None] + idx[None]]  # [B,size]
+    grid = torch.stack(torch.broadcast_tensors(xs[:, None, :], ys[:, :, None]), dim=-1)  # [B,size,size,2]
+    return rearrange(grid, "b h w d -> b (h w) d")
+
+
+class ImageBatch(NamedTuple):
+    x: torch.Tensor        # encoder input [B,3,R,R] in [−1,1]
+    coords: torch.Tensor   # [B,R²,2]
+    target: torch.Tensor   # [B,R²,3] in [−1,1]
+    scale: torch.Tensor    # [B] render scale si = R / full resolution
+
+
+def make_batch(pyramid: dict[int, torch.Tensor], index: torch.Tensor, generator: torch.Generator, *,
+               resolution: int = 32, multiscale: bool = True,
+               probs: tuple[float, float, float] = (0.5, 0.25, 0.25), hflip: bool = True) -> ImageBatch:
+    """Training batch per §1.9: ``pyramid`` maps resolution → images ``[N,3,r,r]`` in [0,1]."""
+    R = resolution
+    B = len(index)
+    flip = (torch.rand(B, generator=generator) < 0.5) if hflip else torch.zeros(B, dtype=torch.bool)
+
+    def level(r: int, sel: torch.Tensor) -> torch.Tensor:  # the flipped-as-drawn images [b,3,r,r]
+        imgs = pyramid[r][index[sel]]
+        return torch.where(flip[sel][:, None, None, None], imgs.flip(-1), imgs)
+
+    everyone = torch.arange(B)
+    x = level(R, everyone)  # [B,3,R,R]
+    target = x.clone()
+    coords = F_fields.image_coords(R, R).expand(B, -1, -1).clone()  # [B,R²,2]
+    scale = torch.ones(B)
+    if multiscale:
+        levels = sorted(r for r in pyramid if r > R)
+        p = torch.tensor(probs[: 1 + len(levels)], dtype=torch.float32)
+        choice = torch.multinomial(p / p.sum(), B, replacement=True, generator=generator)  # 0 = full grid
+        for k, full in enumerate(levels, start=1):
+            sel = (choice == k).nonzero().flatten()
+            if len(sel) == 0:
+                continue
+            top = torch.randint(0, full - R + 1, (len(sel),), generator=generator)
+            left = torch.randint(0, full - R + 1, (len(sel),), generator=generator)
+            big = level(full, sel)  # [b,3,full,full]
+            rows = (top[:, None] + torch.arange(R))[:, :, None]  # [b,R,1]
+            cols = (left[:, None] + torch.arange(R))[:, None, :]  # [b,1,R]
+            crop = big[torch.arange(len(sel))[:, None, None], :, rows, cols]  # [b,R,R,3]
+            target[sel] = rearrange(crop, "b h w c -> b c h w")
+            coords[sel] = crop_coords(full, top, left, R)
+            scale[sel] = R / full
+    return ImageBatch(to_model_range(x), coords, image_targets(to_model_range(target)), scale)
+
+
+def build_pyramid(images32: torch.Tensor, images64: torch.Tensor | None = None, *, resolution: int = 32) -> dict:
+    """Resolution → images: the encoder resolution, 1.5× (resized from 64²) and 2× (64²)."""
+    pyramid = {resolution: images32}
+    if images64 is not None:
+        if images64.shape[-1] != 2 * resolution:
+            raise DDMIError(f"images64 must be [N,3,{2 * resolution},{2 * resolution}], got {tuple(images64.shape)}")
+        mid = (3 * resolution) // 2
+        pyramid[mid] = F.interpolate(images64, size=(mid, mid), mode="bilinear", antialias=True,
+                                     align_corners=False).clamp(0, 1)
+        pyramid[2 * resolution] = images64
+    return pyramid
+
+
+@torch.no_grad()
+def render(vae: D2CVAE, fields: list[torch.Tensor], height: int, width: int | None = None, *,
+           train_resolution: int = 32, scale: float | None = None, chunk: int = 16384,
+           scale_mask=None) -> torch.Tensor:
+    """Render basis fields on an ``height×width`` pixel-centre grid in chunks → ``[B,3,H,W]`` in [−1,1].
+
+    ``scale`` defaults to ``si = train_resolution / height`` clamped to the trained range [1/2, 1].
+    """
+    width = width or height
+    if height <= 0 or width <= 0:
+        raise DDMIError(f"render size must be positive, got {height}×{width}")
+    B = fields[0].shape[0]
+    device = fields[0].device
+    si = scale if scale is not None else min(max(train_resolution / height, 0.5), 1.0)
+    si_t = torch.full((B,), float(si), device=device)
+    coords = F_fields.image_coords(height, width, device=device)  # [H·W,2]
+    out = []
+    for start in range(0, coords.shape[0], chunk):
+        c = coords[start:start + chunk].expand(B, -1, -1)  # [B,n,2]
+        out.append(vae.query(fields, c, scale=si_t, scale_mask=scale_mask))  # [B,n,3]
+    return rearrange(torch.cat(out, 1), "b (h w) c -> b c h w", h=height, w=width)
+
+
+@torch.no_grad()
+def reconstruct(vae: D2CVAE, images01: torch.Tensor, *, size: int | None = None, batch_size: int = 64,
+                train_resolution: int = 32) -> torch.Tensor:
+    """Posterior-mean reconstructions rendered at ``size`` (default: input size) → [0,1] ``[N,3,s,s]``."""
+    size = size or images01.shape[-1]
+    out = []
+    device = next(vae.parameters()).device
+    for start in range(0, len(images01), batch_size):
+        x = to_model_range(images01[start:start + batch_size].to(device))
+        fields = vae.decode(vae.encode(x).mode())
+        out.append(to_unit_range(render(vae, fields, size, train_resolution=train_resolution)).cpu())
+    return torch.cat(out)
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-image PSNR of values in [0,1]: ``10 log10(1 / MSE)`` → ``[N]``."""
+    if a.shape != b.shape:
+        raise DDMIError(f"psnr needs equal shapes, got {tuple(a.shape)} and {tuple(b.shape)}")
+    mse = (a.float() - b.float()).pow(2).flatten(1).mean(1).clamp_min(1e-12)
+    return 10.0 * torch.log10(1.0 / mse)
+
+
+def train_image_vae(vae: D2CVAE, cfg: ImageVAEConfig, pyramid: dict[int, torch.Tensor], *, device="cpu",
+                    ckpt_path=None, seed: int = 0, progress: bool = True, precision: str = "fp32",
+                    callback=None):
+    """Stage-1 training of the image D2C-VAE with the library's loop (KL annealed over the run)."""
+    from ddmi_lite.train import TrainConfig, train
+    from ddmi_lite.vae import kl_weight
+
+    n = len(pyramid[cfg.resolution])
+    tcfg = TrainConfig(steps=cfg.steps, lr=cfg.lr, warmup_steps=cfg.warmup_steps, ema_decay=cfg.ema_decay,
+                       seed=seed, max_time_s=cfg.max_time_s, precision=precision,
+                       ckpt_every=max(cfg.steps // 4, 1), log_every=max(cfg.steps // 100, 1))
+
+    def batch_fn(step: int, generator: torch.Generator) -> ImageBatch:
+        index = torch.randint(0, n, (cfg.batch_size,), generator=generator)
+        return make_batch(pyramid, index, generator, resolution=cfg.resolution, multiscale=cfg.multiscale,
+                          probs=cfg.multiscale_probs, hflip=cfg.hflip)
+
+    def loss_fn(model: D2CVAE, batch: ImageBatch, step: int):
+        beta = kl_weight(step, cfg.steps, beta_max=cfg.beta_max)
+        return model.loss(batch.x, batch.coords, batch.target, beta=beta, scale=batch.scale)
+
+    return train(vae, loss_fn, batch_fn, tcfg, device=device, ckpt_path=ckpt_path, progress=progress,
+                 desc="image D2C-VAE", callback=callback, run_config={"vae": _config_dict(cfg)})
+
+
+def _config_dict(cfg) -> dict:
+    from dataclasses import asdict
+    return asdict(cfg)

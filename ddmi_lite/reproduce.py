@@ -1,0 +1,479 @@
+"""The main job: execute every notebook under a profile with papermill and write the report.
+
+The notebooks (``notebooks/NN_*.py``, py:percent, paired to ``.ipynb`` by jupytext) are the
+reproduction of the paper's experiments (ddmi_method.md §3, §4). Each has one ``parameters``
+cell (``PROFILE``, ``DEVICE``, ``SEED``, ``OUT_DIR``) and writes its figures and a flat
+``metrics.json`` into ``OUT_DIR = runs/<profile>/<name>/``. This module runs them in order,
+records wall times in ``runs/<profile>/timings.json`` and gathers everything into
+``runs/<profile>/report.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import numbers
+import os
+import platform
+import re
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping
+
+from ddmi_lite.checkpoint import _atomic_write
+from ddmi_lite.configs import check_profile
+from ddmi_lite.errors import DDMIError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
+METRICS_FILE = "metrics.json"
+TIMINGS_FILE = "timings.json"
+REPORT_FILE = "report.md"
+# keys that hold strings in metrics.json; every other value is a finite number
+STRING_KEYS = ("profile", "device")
+
+_NOTEBOOK_NAME = re.compile(r"^\d\d_[a-z0-9_]+$")
+_SNAKE_CASE = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$")
+
+
+# --------------------------------------------------------------------------- notebooks
+
+
+def list_notebooks(notebooks_dir: str | Path | None = None) -> list[Path]:
+    """The notebook sources ``NN_name.py`` in ``notebooks_dir``, in run order (by name)."""
+    folder = Path(notebooks_dir) if notebooks_dir is not None else NOTEBOOKS_DIR
+    if not folder.is_dir():
+        raise DDMIError(f"notebooks_dir={str(folder)!r} is not a folder of NN_name.py notebooks")
+    return sorted(p for p in folder.glob("*.py") if _NOTEBOOK_NAME.match(p.stem))
+
+
+def select_notebooks(only: Iterable[str] | None = None, notebooks_dir: str | Path | None = None) -> list[Path]:
+    """Resolve ``only`` (names like ``03_d2c_vae``, or their number ``03``) to notebook paths.
+
+    ``None`` selects every notebook. The result keeps run order and has no duplicates.
+    """
+    notebooks = list_notebooks(notebooks_dir)
+    if only is None:
+        return notebooks
+    if isinstance(only, str):
+        only = [only]
+    by_name = {p.stem: p for p in notebooks}
+    chosen: set[str] = set()
+    for token in only:
+        key = Path(str(token)).stem  # accept "notebooks/03_x.py" too
+        matches = [n for n in by_name if n == key] or [n for n in by_name if n.split("_", 1)[0] == key]
+        matches = matches or [n for n in by_name if n.startswith(key)]
+        if len(matches) != 1:
+            what = "matches several notebooks" if matches else "is not a notebook"
+            raise DDMIError(f"only={token!r} {what}; choose from {sorted(by_name)} (a name or its number)")
+        chosen.add(matches[0])
+    return [p for p in notebooks if p.stem in chosen]
+
+
+def notebook_out_dir(name: str, profile: str, out_dir: str | Path | None = "") -> Path:
+    """The folder a notebook writes into, created: ``out_dir`` if given, else ``runs/<profile>/<name>``.
+
+    An empty ``out_dir`` (the notebooks' default ``OUT_DIR = ""``) resolves against the repo
+    root, so a notebook opened in JupyterLab writes where ``reproduce`` looks.
+    """
+    check_profile(profile)
+    path = Path(out_dir) if out_dir else REPO_ROOT / "runs" / profile / name
+    path = path.resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def _as_number(key: str, value: Any, where: str) -> int | float:
+    """A finite python int/float from a number, a numpy scalar or a one-element tensor/array."""
+    if hasattr(value, "item") and not isinstance(value, (numbers.Number, str)):
+        try:
+            value = value.item()  # torch and numpy raise unless there is exactly one element
+        except (ValueError, RuntimeError) as err:
+            raise DDMIError(f"{where}: metric {key!r} must be a single number, got {type(value).__name__}") from err
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise DDMIError(f"{where}: metric {key!r} must be a finite number, got {type(value).__name__} {value!r}")
+    value = int(value) if isinstance(value, numbers.Integral) else float(value)
+    if not math.isfinite(value):
+        raise DDMIError(f"{where}: metric {key!r} must be finite, got {value!r}")
+    return value
+
+
+def check_metrics(metrics: Mapping[str, Any], *, where: str = "metrics", strict: bool = True) -> dict[str, Any]:
+    """Validate a flat metrics mapping and return it with plain python values.
+
+    Keys are snake case; values are finite numbers, except strings under ``profile`` and
+    ``device`` (``strict``) or under any key (``strict=False``).
+    """
+    if not isinstance(metrics, Mapping):
+        raise DDMIError(f"{where}: expected a flat JSON object of metrics, got {type(metrics).__name__}")
+    clean: dict[str, Any] = {}
+    for key, value in metrics.items():
+        if not isinstance(key, str) or not _SNAKE_CASE.match(key):
+            raise DDMIError(f"{where}: metric name {key!r} must be snake_case like 'psnr_heldout'")
+        if isinstance(value, str) and (key in STRING_KEYS or not strict):
+            clean[key] = value
+        else:
+            clean[key] = _as_number(key, value, where)
+    return clean
+
+
+def write_metrics(
+    out_dir: str | Path,
+    metrics: Mapping[str, Any],
+    *,
+    profile: str | None = None,
+    device: Any = None,
+) -> Path:
+    """Validate ``metrics`` and write ``out_dir/metrics.json`` atomically; return its path.
+
+    ``profile`` and ``device`` are added as strings (or taken from ``metrics``); ``wall_s``,
+    the notebook's own wall time in seconds, is required.
+    """
+    merged = dict(metrics)
+    if profile is not None:
+        merged["profile"] = profile
+    if device is not None:
+        merged["device"] = str(device)
+    for key in ("profile", "device", "wall_s"):
+        if key not in merged:
+            raise DDMIError(f"write_metrics: {key!r} is missing; pass profile=, device= and a 'wall_s' entry")
+    check_profile(merged["profile"])
+    if not isinstance(merged["device"], str):
+        raise DDMIError(f"write_metrics: device must be a string, got {merged['device']!r}")
+    path = Path(out_dir) / METRICS_FILE
+    clean = check_metrics(merged, where=str(path))
+    _write_json_atomic(path, clean)
+    return path
+
+
+def load_metrics(path: str | Path) -> dict[str, Any]:
+    """Read a ``metrics.json``: a flat object of finite numbers and strings under snake-case keys."""
+    path = Path(path)
+    if not path.is_file():
+        raise DDMIError(f"metrics file {str(path)!r} does not exist")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DDMIError(f"metrics file {str(path)!r} is not valid JSON: {err}") from err
+    return check_metrics(data, where=str(path), strict=False)
+
+
+def _write_json_atomic(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write(path, (json.dumps(data, indent=2, allow_nan=False) + "\n").encode("utf-8"))
+
+
+# --------------------------------------------------------------------------- execution
+
+
+def _log(message: str, enabled: bool = True) -> None:
+    if enabled:
+        print(message, file=sys.stderr, flush=True)
+
+
+def run_notebook(
+    path: str | Path,
+    *,
+    profile: str,
+    out_dir: str | Path,
+    device: str = "auto",
+    seed: int = 0,
+    kernel_name: str = "python3",
+    timeout: float | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Execute one py:percent notebook with papermill into ``out_dir``; return its result.
+
+    The executed notebook is ``out_dir/<name>.ipynb``; the kernel's working directory is the
+    notebook's folder. ``timeout`` is per cell, in seconds. Raises :class:`DDMIError` naming
+    the notebook and the failing cell's error, or when no ``metrics.json`` was written.
+    """
+    import jupytext
+    import nbformat
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    source = Path(path).resolve()
+    name = source.stem
+    check_profile(profile)
+    if not source.is_file():
+        raise DDMIError(f"notebook {str(source)!r} does not exist")
+    out_dir = Path(out_dir).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    executed = out_dir / f"{name}.ipynb"
+    metrics_path = out_dir / METRICS_FILE
+    metrics_path.unlink(missing_ok=True)  # metrics must come from this run
+    try:
+        nb = jupytext.read(source)
+    except Exception as err:  # jupytext raises several types for malformed sources
+        raise DDMIError(f"notebook {name}: cannot read {str(source)!r} as py:percent: {err}") from err
+    parameters = {"PROFILE": profile, "DEVICE": str(device), "SEED": int(seed), "OUT_DIR": str(out_dir)}
+    start = time.perf_counter()
+    try:
+        with tempfile.TemporaryDirectory(prefix="ddmi_nb_") as tmp, _kernel_imports_this_package():
+            input_nb = Path(tmp) / f"{name}.ipynb"
+            nbformat.write(nb, input_nb)
+            papermill.execute_notebook(
+                str(input_nb),
+                str(executed),
+                parameters=parameters,
+                kernel_name=kernel_name,
+                progress_bar=progress,
+                cwd=str(source.parent),
+                execution_timeout=timeout,
+            )
+    except PapermillExecutionError as err:
+        raise DDMIError(
+            f"notebook {name} failed in cell [{err.exec_count}]: {err.ename}: {err.evalue} "
+            f"(the executed notebook with the traceback is {executed})"
+        ) from err
+    except Exception as err:  # kernel start failure, dead kernel, cell timeout
+        raise DDMIError(f"notebook {name} did not finish: {type(err).__name__}: {err}") from err
+    finally:
+        _record_source(executed, source)
+    wall_s = time.perf_counter() - start
+    if not metrics_path.is_file():
+        raise DDMIError(f"notebook {name} ran but wrote no {METRICS_FILE} into OUT_DIR={str(out_dir)!r}")
+    return {
+        "name": name,
+        "status": "ran",
+        "source": source,
+        "out_dir": out_dir,
+        "notebook": executed,
+        "wall_s": wall_s,
+        "metrics": load_metrics(metrics_path),
+    }
+
+
+@contextmanager
+def _kernel_imports_this_package() -> Iterator[None]:
+    """Put this package's parent folder first on the kernel's PYTHONPATH (it inherits our env).
+
+    The kernel then imports the same ``ddmi_lite`` as the caller, installed or not.
+    """
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), *([old] if old else [])])
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = old
+
+
+def _record_source(executed: Path, source: Path) -> None:
+    """Point the executed notebook's papermill metadata at the py:percent source, not the temp copy."""
+    import nbformat
+
+    if not executed.is_file():
+        return
+    nb = nbformat.read(executed, as_version=4)
+    nb.metadata.setdefault("papermill", {})["input_path"] = str(source)
+    nbformat.write(nb, executed)
+
+
+def is_done(source: str | Path, out_dir: str | Path) -> bool:
+    """True when ``out_dir`` holds a ``metrics.json`` and executed notebook newer than ``source``."""
+    source, out_dir = Path(source), Path(out_dir)
+    outputs = [out_dir / METRICS_FILE, out_dir / f"{source.stem}.ipynb"]
+    if not all(p.is_file() for p in outputs):
+        return False
+    return min(p.stat().st_mtime for p in outputs) > source.stat().st_mtime
+
+
+def run_all(
+    profile: str,
+    *,
+    only: Iterable[str] | None = None,
+    out_root: str | Path = "runs",
+    device: str = "auto",
+    seed: int = 0,
+    force: bool = False,
+    progress: bool = True,
+    notebooks_dir: str | Path | None = None,
+) -> list[dict[str, Any]]:
+    """Execute the notebooks in order under ``profile`` into ``out_root/<profile>/<name>/``.
+
+    A notebook whose outputs are newer than its source is skipped unless ``force``. Wall
+    times go to ``out_root/<profile>/timings.json``. Stops at the first failing notebook.
+    """
+    check_profile(profile)
+    notebooks = select_notebooks(only, notebooks_dir)
+    root = Path(out_root).resolve() / profile
+    root.mkdir(parents=True, exist_ok=True)
+    timings_path = root / TIMINGS_FILE
+    timings = _read_json(timings_path) if timings_path.is_file() else {}
+    results: list[dict[str, Any]] = []
+    for index, source in enumerate(notebooks, start=1):
+        name, out_dir = source.stem, root / source.stem
+        tag = f"[{index}/{len(notebooks)}] {name}"
+        if not force and is_done(source, out_dir):
+            _log(f"{tag}: skipped (done) — outputs in {out_dir}")
+            results.append({"name": name, "status": "skipped", "source": source, "out_dir": out_dir})
+            continue
+        _log(f"{tag}: running with profile={profile} device={device} seed={seed}")
+        start = time.perf_counter()
+        try:
+            result = run_notebook(source, profile=profile, out_dir=out_dir, device=device, seed=seed, progress=progress)
+        except DDMIError:
+            timings[name] = {"status": "failed", "wall_s": round(time.perf_counter() - start, 2), "finished": _now()}
+            _write_json_atomic(timings_path, timings)
+            raise
+        timings[name] = {"status": "ran", "wall_s": round(result["wall_s"], 2), "finished": _now()}
+        _write_json_atomic(timings_path, timings)
+        _log(f"{tag}: done in {result['wall_s']:.1f} s")
+        results.append(result)
+    return results
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DDMIError(f"{str(path)!r} is not valid JSON: {err}; delete it to start over") from err
+    if not isinstance(data, dict):
+        raise DDMIError(f"{str(path)!r} must hold a JSON object")
+    return data
+
+
+def _now() -> str:
+    return datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+# --------------------------------------------------------------------------- report
+
+
+def environment() -> dict[str, str]:
+    """Versions and hardware the report states: python, torch, numpy, device, CPU, cores, date."""
+    import numpy
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if torch.cuda.is_available():
+        device = f"cuda ({torch.cuda.get_device_name(0)}, {torch.cuda.device_count()} visible)"
+    else:
+        device = "cpu (no CUDA GPU visible)"
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "device": device,
+        "cpu": cpu,
+        "cores": f"{usable} usable of {os.cpu_count()}",
+        "platform": platform.platform(),
+        "date": _now(),
+    }
+
+
+def format_number(value: Any) -> str:
+    """Metric value for a table: ints as is, floats to 4 significant digits, tiny/huge in e-notation."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return str(value)
+    if isinstance(value, numbers.Integral):
+        return str(int(value))
+    value = float(value)
+    if value == 0.0:
+        return "0"
+    if abs(value) >= 1e5 or abs(value) < 1e-3:
+        return f"{value:.3e}"
+    return f"{value:.4g}"
+
+
+def _title(source: Path) -> str:
+    """The first markdown heading of a py:percent notebook, or '' when it has none."""
+    in_markdown = False
+    for line in source.read_text(encoding="utf-8").splitlines():
+        if line.startswith("# %%"):
+            in_markdown = "[markdown]" in line
+        elif in_markdown and line.startswith("# #"):
+            return line.lstrip("# ").strip()
+    return ""
+
+
+def _relative(path: Path, start: Path) -> str:
+    return Path(os.path.relpath(path, start)).as_posix()
+
+
+def write_report(
+    profile: str,
+    out_root: str | Path = "runs",
+    *,
+    only: Iterable[str] | None = None,
+    notebooks_dir: str | Path | None = None,
+) -> Path:
+    """Gather every notebook's metrics, wall time and figures into ``out_root/<profile>/report.md``.
+
+    Raises :class:`DDMIError` naming the notebook when its ``metrics.json`` is missing.
+    """
+    check_profile(profile)
+    notebooks = select_notebooks(only, notebooks_dir)
+    root = Path(out_root).resolve() / profile
+    timings = _read_json(root / TIMINGS_FILE) if (root / TIMINGS_FILE).is_file() else {}
+    sections: list[str] = []
+    total = 0.0
+    for source in notebooks:
+        name = source.stem
+        out_dir = root / name
+        metrics_path = out_dir / METRICS_FILE
+        if not metrics_path.is_file():
+            raise DDMIError(
+                f"notebook {name} has no {METRICS_FILE} in {str(out_dir)!r}; run "
+                f"`python -m ddmi_lite reproduce --profile {profile} --only {name}` first"
+            )
+        metrics = load_metrics(metrics_path)
+        sections.append(_notebook_section(source, out_dir, root, metrics, timings.get(name, {})))
+        total += float(timings.get(name, {}).get("wall_s", metrics.get("wall_s", 0.0)))
+    env = environment()
+    lines = [f"# DDMI-lite reproduction report — profile `{profile}`", ""]
+    if only is not None:
+        lines += [f"Notebooks in this report: {', '.join(p.stem for p in notebooks)} (a selection).", ""]
+    lines += ["## Environment", "", "| | |", "| --- | --- |"]
+    lines += [f"| {key} | {value} |" for key, value in env.items()]
+    lines += [f"| total wall time | {total / 60:.1f} min over {len(notebooks)} notebooks |", ""]
+    lines += sections
+    path = root / REPORT_FILE
+    root.mkdir(parents=True, exist_ok=True)
+    _atomic_write(path, "\n".join(lines).encode("utf-8"))
+    return path
+
+
+def _notebook_section(
+    source: Path, out_dir: Path, root: Path, metrics: Mapping[str, Any], timing: Mapping[str, Any]
+) -> str:
+    """One report section: title, run facts, the metrics table and the figures."""
+    name = source.stem
+    title = _title(source)
+    lines = [f"## {name}" + (f" — {title}" if title else ""), ""]
+    executed = out_dir / f"{name}.ipynb"
+    if executed.is_file():
+        lines.append(f"- executed notebook: [{executed.name}]({_relative(executed, root)})")
+    else:
+        lines.append("- executed notebook: not found (metrics were written outside `reproduce`)")
+    walls = [f"{metrics['wall_s']:.1f} s in the notebook"] if "wall_s" in metrics else []
+    walls += [f"{float(timing['wall_s']):.1f} s with papermill"] if "wall_s" in timing else []
+    if walls:
+        lines.append(f"- wall time: {', '.join(walls)}")
+    lines.append(f"- profile `{metrics.get('profile', '?')}`, device `{metrics.get('device', '?')}`")
+    lines += ["", "| metric | value |", "| --- | ---: |"]
+    lines += [f"| {k} | {format_number(v)} |" for k, v in metrics.items() if k not in (*STRING_KEYS, "wall_s")]
+    lines.append("")
+    for figure in sorted(out_dir.rglob("*.png")):
+        link = _relative(figure, root)
+        lines += [f"![{figure.stem}]({link})", f"*{link}*", ""]
+    return "\n".join(lines)

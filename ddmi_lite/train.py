@@ -1,0 +1,328 @@
+"""One training loop for both DDMI stages (Sec. 3.2 D2C-VAE, Sec. 3.3 latent diffusion).
+
+The paper trains the VAE and the latent diffusion model with AdamW, a linear warm-up and a
+cosine decay, and keeps an exponential moving average (EMA) of the denoiser's weights, updated
+once per optimiser step (not per micro-batch), as the official code does. Every domain reuses
+this loop: it supplies ``batch_fn(step, generator) -> batch`` and
+``loss_fn(model, batch, step) -> (loss, logs)``.
+
+Exact resume without storing RNG state: at every step the batch generator is seeded from
+``(seed, step)`` and the global torch RNG (dropout, noise levels, ...) from
+``(seed, step, micro)`` before each ``loss_fn`` call, so the random stream depends only on the
+step. Together with the bit-exact optimiser state of :mod:`ddmi_lite.checkpoint`, a run
+interrupted at a checkpoint and resumed ends with the same parameters as an uninterrupted one.
+
+Ready for ``DistributedDataParallel``: the model may be DDP-wrapped (gradient sync only on the
+last micro-batch); logging, progress bars and checkpoints happen on rank 0 only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ddmi_lite.checkpoint import (checkpoint_exists, load_training_state, save_training_state,
+                                  unwrap_model)
+from ddmi_lite.device import resolve_device
+from ddmi_lite.errors import DDMIError, NonFiniteLossError
+
+# keys whose change does not break a resume (extend a run, change logging / budget)
+RESUME_IGNORED_KEYS = ("train.steps", "train.ckpt_every", "train.log_every", "train.max_time_s")
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 1000                      # optimiser steps in total
+    lr: float = 1e-3                       # peak learning rate (AdamW)
+    weight_decay: float = 0.0              # decoupled weight decay
+    betas: tuple[float, float] = (0.9, 0.99)
+    warmup_steps: int = 0                  # linear warm-up: lr * (s + 1) / warmup_steps
+    schedule: str = "cosine"               # "cosine" | "constant" after warm-up
+    min_lr_ratio: float = 0.05             # cosine ends at lr * min_lr_ratio
+    grad_accum: int = 1                    # micro-batches per optimiser step
+    grad_clip: float | None = 1.0          # max global gradient norm; None disables
+    ema_decay: float | None = None         # EMA decay per optimiser step; None disables EMA
+    ema_start: int = 0                     # before this step the EMA copies the weights
+    ckpt_every: int = 0                    # checkpoint period in steps; 0: only at the end
+    log_every: int = 10                    # history / progress-bar period in steps
+    seed: int = 0                          # the whole random stream derives from it
+    max_time_s: float | None = None        # wall-clock budget for this call; None: unlimited
+    precision: str = "fp32"                # "fp32" | "bf16" (autocast around loss_fn)
+
+    def __post_init__(self) -> None:
+        self.betas = tuple(float(b) for b in self.betas)
+        checks = [
+            ("steps", isinstance(self.steps, int) and self.steps >= 0, "an int >= 0"),
+            ("lr", self.lr > 0, "> 0"),
+            ("weight_decay", self.weight_decay >= 0, ">= 0"),
+            ("betas", len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
+             "two numbers in [0, 1)"),
+            ("warmup_steps", isinstance(self.warmup_steps, int) and self.warmup_steps >= 0,
+             "an int >= 0"),
+            ("schedule", self.schedule in ("cosine", "constant"), "'cosine' or 'constant'"),
+            ("min_lr_ratio", 0 <= self.min_lr_ratio <= 1, "in [0, 1]"),
+            ("grad_accum", isinstance(self.grad_accum, int) and self.grad_accum >= 1,
+             "an int >= 1"),
+            ("grad_clip", self.grad_clip is None or self.grad_clip > 0, "None or > 0"),
+            ("ema_decay", self.ema_decay is None or 0 <= self.ema_decay < 1, "None or in [0, 1)"),
+            ("ema_start", isinstance(self.ema_start, int) and self.ema_start >= 0, "an int >= 0"),
+            ("ckpt_every", isinstance(self.ckpt_every, int) and self.ckpt_every >= 0,
+             "an int >= 0"),
+            ("log_every", isinstance(self.log_every, int) and self.log_every >= 1, "an int >= 1"),
+            ("seed", isinstance(self.seed, int) and self.seed >= 0, "an int >= 0"),
+            ("max_time_s", self.max_time_s is None or self.max_time_s > 0, "None or > 0"),
+            ("precision", self.precision in ("fp32", "bf16"), "'fp32' or 'bf16'"),
+        ]
+        for name, ok, allowed in checks:
+            if not ok:
+                raise DDMIError(f"TrainConfig.{name}={getattr(self, name)!r} must be {allowed}")
+
+
+@dataclass
+class TrainResult:
+    history: list[dict]            # {"step", "loss", "lr", "time_s", **logs} every log_every
+    steps_done: int                # optimiser steps completed (including resumed ones)
+    wall_s: float                  # wall-clock seconds of this call
+    resumed_from: int | None       # step of the checkpoint this call resumed from
+    stopped_early: bool            # True when max_time_s ended the run before cfg.steps
+    ema: "EMA | None" = None       # the EMA (``ema.model`` for evaluation), if enabled
+    total_time_s: float = 0.0      # training seconds summed over every resumed call
+
+
+# ----------------------------------------------------------------------------- helpers
+def is_main_process() -> bool:
+    """Rank 0 of a ``torch.distributed`` job, or the only process."""
+    dist = torch.distributed
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
+
+def derive_seed(*keys: int) -> int:
+    """A well-mixed 63-bit seed from integer keys, e.g. ``(seed, step, micro)``."""
+    words = np.random.SeedSequence([int(k) for k in keys]).generate_state(2, dtype=np.uint32)
+    return (int(words[0]) << 31) ^ int(words[1])
+
+
+def lr_factor(step: int, cfg: TrainConfig) -> float:
+    """Multiplier of ``cfg.lr`` for the optimiser step with 0-based index ``step``.
+
+    warm-up:  (s + 1) / W                                        for s < W
+    cosine:   r + (1 - r) * (1 + cos(pi * t)) / 2,  t = (s - W) / (S - W - 1) in [0, 1]
+    """
+    if step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    if cfg.schedule == "constant":
+        return 1.0
+    t = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps - 1))
+    return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t))
+
+
+def move_to(batch: Any, device: torch.device) -> Any:
+    """Move the tensors of a (nested dict / list / tuple) batch to ``device``."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: move_to(v, device) for k, v in batch.items()}
+    if isinstance(batch, tuple) and hasattr(batch, "_fields"):  # namedtuple
+        return type(batch)(*(move_to(v, device) for v in batch))
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(move_to(v, device) for v in batch)
+    return batch
+
+
+class EMA:
+    """Exponential moving average of a model's parameters; buffers are copied.
+
+    shadow <- decay * shadow + (1 - decay) * param, once per optimiser step; before
+    ``start`` optimiser steps the shadow equals the weights. ``ema.model`` is an eval-mode copy.
+    """
+
+    def __init__(self, model: torch.nn.Module, *, decay: float = 0.999, start: int = 0):
+        if not 0 <= decay < 1:
+            raise DDMIError(f"EMA decay={decay!r} must be in [0, 1)")
+        self.decay, self.start, self.num_updates = float(decay), int(start), 0
+        self.model = copy.deepcopy(unwrap_model(model)).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+            p.grad = None
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module, *, step: int | None = None) -> None:
+        """Fold the current weights of ``model`` in; ``step`` = optimiser steps done so far."""
+        self.num_updates += 1
+        step = self.num_updates if step is None else step
+        w = 1.0 if step <= self.start else 1.0 - self.decay
+        source = unwrap_model(model)
+        for s, p in zip(self.model.parameters(), source.parameters()):
+            s.lerp_(p.detach().to(s.dtype), w)  # s + w (p - s) = decay * s + (1 - decay) * p
+        for s, b in zip(self.model.buffers(), source.buffers()):
+            s.copy_(b)
+
+    def state_dict(self) -> dict:
+        return {"shadow": self.model.state_dict(), "decay": self.decay, "start": self.start,
+                "num_updates": self.num_updates}
+
+    def load_state_dict(self, state: dict) -> None:
+        own = self.model.state_dict()
+        shadow = state["shadow"]
+        bad = sorted(set(own) ^ set(shadow)) + sorted(
+            k for k in set(own) & set(shadow) if own[k].shape != shadow[k].shape)
+        if bad:
+            raise DDMIError(f"EMA state does not match the model: {bad[:10]}")
+        self.model.load_state_dict(shadow)
+        self.decay, self.start = float(state["decay"]), int(state["start"])
+        self.num_updates = int(state["num_updates"])
+
+
+def _no_sync(model: torch.nn.Module, last_micro: bool):
+    """Skip the DDP gradient all-reduce on every micro-batch but the last."""
+    if not last_micro and isinstance(model, torch.nn.parallel.DistributedDataParallel):
+        return model.no_sync()
+    return contextlib.nullcontext()
+
+
+def _autocast(device: torch.device, precision: str):
+    """bf16 autocast around the forward pass when asked for, else nothing."""
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _non_finite(step: int, cfg: TrainConfig, what: str, last: float | None) -> NonFiniteLossError:
+    last_text = f"{last:.6g}" if last is not None else "none (first step of this call)"
+    err = NonFiniteLossError(
+        f"{what} at step {step} (0-based, of {cfg.steps}); last finite loss: {last_text}. "
+        f"The optimiser was not stepped with it. Try a lower lr (now {cfg.lr:g}), check the "
+        f"inputs for NaN/inf, or enable gradient clipping (grad_clip={cfg.grad_clip}).")
+    err.step = step
+    return err
+
+
+# ----------------------------------------------------------------------------- the loop
+def train(model: torch.nn.Module, loss_fn: Callable, batch_fn: Callable, cfg: TrainConfig, *,
+          device: str | torch.device = "cpu", ckpt_path=None, resume: bool = True,
+          params: Iterable | None = None, progress: bool = True, desc: str = "train",
+          callback: Callable[[dict], None] | None = None,
+          run_config: dict | None = None) -> TrainResult:
+    """Train ``model`` for ``cfg.steps`` AdamW steps; checkpoint and resume exactly.
+
+    ``batch_fn(step, generator)`` is called ``cfg.grad_accum`` times per step with the same
+    generator (seeded from ``(seed, step)``, advancing between calls); its tensors are moved to
+    ``device``. ``loss_fn(model, batch, step)`` returns ``(loss, logs)``; each micro-loss is
+    scaled by ``1 / grad_accum``. ``params``: parameters or param-group dicts to optimise
+    (default: every parameter with ``requires_grad``). ``callback(record)`` gets the record of
+    every step. ``run_config`` (e.g. the model's config) is stored with the checkpoint and must
+    match on resume, as must ``cfg`` except steps / ckpt_every / log_every / max_time_s (a
+    longer ``steps`` extends the run; the lr schedule then follows the new length).
+    """
+    if not isinstance(cfg, TrainConfig):
+        raise DDMIError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
+    dev = resolve_device(device)
+    model.to(dev)
+    groups = list(params) if params is not None else [
+        p for p in model.parameters() if p.requires_grad]
+    if not groups:
+        raise DDMIError("params: nothing to optimise (no parameter requires grad)")
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas,
+                                  weight_decay=cfg.weight_decay)
+    for group in optimizer.param_groups:  # per-group peak lr; the schedule scales it
+        group.setdefault("peak_lr", group["lr"])
+    trainable = [p for g in optimizer.param_groups for p in g["params"]]
+    ema = EMA(model, decay=cfg.ema_decay, start=cfg.ema_start) if cfg.ema_decay is not None \
+        else None
+    config = {"train": dataclasses.asdict(cfg), "run": run_config or {}}
+    main = is_main_process()
+
+    start, history, resumed_from, total_before = 0, [], None, 0.0
+    if ckpt_path is not None and resume and checkpoint_exists(ckpt_path):
+        state = load_training_state(ckpt_path, model=model, optimizer=optimizer, ema=ema,
+                                    device=dev, config=config, ignore_keys=RESUME_IGNORED_KEYS)
+        start = resumed_from = state["step"]
+        extra = state["extra"] or {}
+        history = list(extra.get("history", []))
+        total_before = float(extra.get("total_time_s", 0.0))
+        if main:
+            print(f"[{desc}] resumed from {ckpt_path} at step {start}/{cfg.steps}")
+        if start >= cfg.steps:
+            return TrainResult(history, start, 0.0, resumed_from, False, ema, total_before)
+
+    def save(step: int, t_total: float) -> None:
+        if ckpt_path is not None and main:
+            save_training_state(ckpt_path, model=model, optimizer=optimizer, ema=ema, step=step,
+                                config=config, extra={"history": history,
+                                                      "total_time_s": t_total})
+
+    bar = tqdm(total=cfg.steps, initial=start, desc=desc, disable=not (progress and main),
+               dynamic_ncols=True)
+    t0 = time.perf_counter()
+    last_loss: float | None = None
+    done, stopped_early = start, False
+    model.train()
+    try:
+        for step in range(start, cfg.steps):
+            generator = torch.Generator().manual_seed(derive_seed(cfg.seed, step))
+            lr = cfg.lr * lr_factor(step, cfg)
+            for group in optimizer.param_groups:
+                group["lr"] = group["peak_lr"] * lr_factor(step, cfg)
+            optimizer.zero_grad(set_to_none=True)
+            loss_sum, logs_sum = 0.0, {}
+            for micro in range(cfg.grad_accum):
+                batch = move_to(batch_fn(step, generator), dev)
+                torch.manual_seed(derive_seed(cfg.seed, step, micro))
+                with _no_sync(model, micro == cfg.grad_accum - 1):
+                    with _autocast(dev, cfg.precision):
+                        out = loss_fn(model, batch, step)
+                    if not (isinstance(out, tuple) and len(out) == 2):
+                        raise DDMIError("loss_fn must return (loss_tensor, logs_dict), got "
+                                        f"{type(out).__name__}")
+                    loss, logs = out
+                    value = float(loss.detach())
+                    if not math.isfinite(value):
+                        raise _non_finite(step, cfg, f"non-finite loss ({value})", last_loss)
+                    (loss / cfg.grad_accum).backward()
+                loss_sum += value / cfg.grad_accum
+                for k, v in (logs or {}).items():
+                    logs_sum[k] = logs_sum.get(k, 0.0) + float(v) / cfg.grad_accum
+            if cfg.grad_clip is not None:
+                norm = float(torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip))
+                if not math.isfinite(norm):
+                    raise _non_finite(step, cfg, f"non-finite gradient norm ({norm})", last_loss)
+                logs_sum.setdefault("grad_norm", norm)
+            optimizer.step()
+            done, last_loss = step + 1, loss_sum
+            if ema is not None:
+                ema.update(model, step=done)
+
+            elapsed = time.perf_counter() - t0
+            record = {"step": done, "loss": loss_sum, "lr": lr,
+                      "time_s": total_before + elapsed, **logs_sum}
+            out_of_time = cfg.max_time_s is not None and elapsed >= cfg.max_time_s \
+                and done < cfg.steps
+            if done % cfg.log_every == 0 or done == cfg.steps or out_of_time:
+                history.append(record)
+                bar.set_postfix({k: f"{v:.4g}" for k, v in record.items()
+                                 if k not in ("step", "time_s")}, refresh=False)
+            bar.update(1)
+            if cfg.ckpt_every and done % cfg.ckpt_every == 0 and done < cfg.steps:
+                save(done, total_before + elapsed)
+            if callback is not None:
+                callback(record)
+            if out_of_time:
+                stopped_early = True
+                if main:
+                    bar.write(f"[{desc}] stopped early at step {done}/{cfg.steps}: "
+                              f"max_time_s={cfg.max_time_s:g} s spent")
+                break
+    finally:
+        bar.close()
+    wall = time.perf_counter() - t0
+    save(done, total_before + wall)
+    return TrainResult(history, done, wall, resumed_from, stopped_early, ema, total_before + wall)

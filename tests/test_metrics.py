@@ -1,0 +1,175 @@
+"""Metrics against closed forms and naive reference implementations."""
+
+import math
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+
+from ddmi_lite.errors import DDMIError
+from ddmi_lite.metrics import (
+    FeatureNet,
+    InceptionFeatures,
+    augment,
+    frechet_distance,
+    frechet_distance_from_stats,
+    image_features,
+    kid,
+    precision_recall,
+    psnr,
+    train_feature_net,
+)
+
+
+def _random_spd(rng, d):
+    a = rng.normal(size=(d, d))
+    return a @ a.T / d + 0.1 * np.eye(d)
+
+
+def _fd_scipy(mu1, s1, mu2, s2):
+    covmean = scipy.linalg.sqrtm(s1 @ s2).real
+    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean))
+
+
+def test_psnr_matches_formula_per_item():
+    gen = torch.Generator().manual_seed(0)
+    a = torch.rand(4, 3, 8, 8, generator=gen)
+    b = (a + 0.05 * torch.randn(4, 3, 8, 8, generator=gen)).clamp(0, 1)
+    got = psnr(a, b)
+    want = torch.tensor([10 * math.log10(1.0 / float(((a[i] - b[i]) ** 2).mean())) for i in range(4)])
+    assert got.shape == (4,)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(psnr(2 * a, 2 * b, data_range=2.0), got, rtol=1e-5, atol=1e-4)
+    assert torch.isfinite(psnr(a, a)).all()
+    with pytest.raises(DDMIError):
+        psnr(a, b[:2])
+
+
+def test_frechet_distance_closed_form_on_gaussians():
+    rng = np.random.default_rng(0)
+    d = 6
+    mu1, mu2 = rng.normal(size=d), rng.normal(size=d)
+    s1, s2 = _random_spd(rng, d), _random_spd(rng, d)
+    assert frechet_distance_from_stats(mu1, s1, mu2, s2) == pytest.approx(_fd_scipy(mu1, s1, mu2, s2), rel=1e-8)
+    assert frechet_distance_from_stats(mu1, s1, mu1, s1) == pytest.approx(0.0, abs=1e-9)
+    # samples: the plug-in estimate approaches the closed form (bias O(d/n))
+    a = rng.multivariate_normal(mu1, s1, size=20000)
+    b = rng.multivariate_normal(mu2, s2, size=20000)
+    assert frechet_distance(a, b) == pytest.approx(_fd_scipy(mu1, s1, mu2, s2), rel=0.05)
+
+
+def test_frechet_distance_self_zero_and_symmetric():
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=(500, 16))
+    b = rng.normal(size=(400, 16)) * 1.3 + 0.2
+    assert abs(frechet_distance(a, a)) < 1e-8
+    assert frechet_distance(a, b) == pytest.approx(frechet_distance(b, a), rel=1e-9)
+    assert frechet_distance(a, b) > 0.1
+    # rank-deficient covariance (fewer points than dimensions) stays finite and matches scipy
+    c, e = rng.normal(size=(10, 32)), rng.normal(size=(12, 32))
+    stats = [(x.mean(0), np.cov(x, rowvar=False)) for x in (c, e)]
+    assert frechet_distance(c, e) == pytest.approx(_fd_scipy(*stats[0], *stats[1]), rel=1e-5)
+
+
+def _naive_pr(real, fake, k):
+    def radii(x):
+        d = np.sqrt(((x[:, None] - x[None]) ** 2).sum(-1))
+        return np.sort(d, axis=1)[:, k]
+
+    def covered(points, centres, r):
+        return np.mean([any(np.linalg.norm(p - c) <= rc for c, rc in zip(centres, r)) for p in points])
+
+    return covered(fake, real, radii(real)), covered(real, fake, radii(fake))
+
+
+def test_precision_recall_reference_and_extremes():
+    rng = np.random.default_rng(2)
+    real = rng.normal(size=(60, 5))
+    fake = rng.normal(size=(50, 5)) * 0.6 + 0.8
+    p, r = precision_recall(real, fake, k=3, batch_size=16)
+    p_ref, r_ref = _naive_pr(real, fake, 3)
+    assert p == pytest.approx(p_ref) and r == pytest.approx(r_ref)
+    assert 0.0 < p < 1.0 and 0.0 < r < 1.0
+    assert precision_recall(real, real, k=3) == (1.0, 1.0)
+    assert precision_recall(real, real + 100.0, k=3) == (0.0, 0.0)
+    with pytest.raises(DDMIError, match="k="):
+        precision_recall(real, fake, k=50)
+
+
+def test_kid_matches_naive_and_separates_distributions():
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(20, 4)), rng.normal(size=(20, 4)) + 0.5
+
+    def k(u, v):
+        return (u @ v / 4 + 1) ** 3
+
+    m = 20
+    xx = sum(k(x[i], x[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+    yy = sum(k(y[i], y[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+    xy = sum(k(x[i], y[j]) for i in range(m) for j in range(m)) / m**2
+    assert kid(x, y, subsets=1, subset_size=20) == pytest.approx(xx + yy - 2 * xy, rel=1e-9)
+
+    a, b = rng.normal(size=(1000, 16)), rng.normal(size=(1000, 16))
+    shifted = rng.normal(size=(1000, 16)) + 0.5
+    same, std = kid(a, b, subsets=10, subset_size=500, return_std=True)
+    diff = kid(a, shifted, subsets=10, subset_size=500)
+    assert abs(same) < 0.05 * diff
+    assert abs(same) < 4 * std + 1e-12
+
+
+def test_augment_keeps_range_and_varies():
+    gen = torch.Generator().manual_seed(0)
+    imgs = torch.rand(8, 3, 32, 32, generator=gen)
+    out = augment(imgs, gen)
+    assert out.shape == imgs.shape and out.min() >= 0 and out.max() <= 1
+    assert not torch.allclose(out, augment(imgs, gen))
+
+
+def _toy_images(n, seed, size=16):
+    """Coloured discs and squares on white: a small stand-in for emoji."""
+    gen = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing="ij")
+    imgs = torch.ones(n, 3, size, size)
+    for i in range(n):
+        cx, cy, r = torch.rand(3, generator=gen) * torch.tensor([1.0, 1.0, 0.4]) + torch.tensor([-0.5, -0.5, 0.3])
+        mask = ((xx - cx) ** 2 + (yy - cy) ** 2 < r**2) if i % 2 else ((xx - cx).abs().maximum((yy - cy).abs()) < r)
+        imgs[i, :, mask] = torch.rand(3, 1, generator=gen)
+    return imgs
+
+
+def test_feature_net_trains_caches_and_extracts(tmp_path):
+    n, kw = 16, dict(steps=40, seed=0, batch_size=16)
+    imgs = _toy_images(n, seed=0)
+    labels = torch.arange(n)
+    with torch.random.fork_rng(devices=[]):  # the initial weights train_feature_net starts from
+        torch.manual_seed(0)
+        init = FeatureNet(num_classes=n)
+    cache = tmp_path / "feat.safetensors"
+    net = train_feature_net(imgs, cache_path=cache, **kw)
+    assert cache.is_file() and not net.training
+    feats = image_features(net, imgs)
+    np.testing.assert_allclose(image_features(net, imgs, batch_size=6), feats, rtol=1e-5, atol=1e-6)
+    assert feats.shape == (n, 128) and feats.dtype == np.float64 and np.isfinite(feats).all()
+    # instance discrimination learned: the identity loss on clean images fell well below its start
+    with torch.no_grad():
+        ce_init = float(torch.nn.functional.cross_entropy(init.logits(imgs), labels))
+        ce = float(torch.nn.functional.cross_entropy(net.logits(imgs), labels))
+    assert ce < 0.8 * ce_init
+    # the cache returns the same weights; the same seed retrains identically; other images retrain
+    again = train_feature_net(imgs, cache_path=cache, **kw)
+    np.testing.assert_array_equal(image_features(again, imgs), feats)
+    fresh = train_feature_net(imgs, **kw)
+    np.testing.assert_allclose(image_features(fresh, imgs), feats, rtol=1e-4, atol=1e-5)
+    retrained = train_feature_net(_toy_images(n, seed=1), cache_path=cache, **kw)
+    assert not np.allclose(image_features(retrained, imgs), feats)
+    assert FeatureNet()(torch.rand(2, 3, 32, 32)).shape == (2, 128)
+
+
+def test_inception_needs_a_local_file(tmp_path):
+    with pytest.raises(DDMIError, match="does not exist"):
+        InceptionFeatures(tmp_path / "missing.pth")
+    present = tmp_path / "pt_inception.pth"
+    present.write_bytes(b"0")
+    with pytest.raises(DDMIError, match="not yet supported"):
+        InceptionFeatures(present)
