@@ -64,7 +64,7 @@ def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
 
 
 # ----------------------------------------------------------------------------- atomic write
-def _atomic_write(target: Path, data: bytes) -> None:
+def atomic_write(target: Path, data: bytes) -> None:
     """Write ``data`` to a temp file beside ``target``, fsync it, then ``os.replace`` it."""
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
@@ -120,8 +120,8 @@ def save_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], m
         "meta": json.loads(meta_text),
     }
     weights.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(weights, blob)  # weights first ...
-    _atomic_write(sidecar, (json.dumps(record, indent=1) + "\n").encode())  # ... JSON last
+    atomic_write(weights, blob)  # weights first ...
+    atomic_write(sidecar, (json.dumps(record, indent=1) + "\n").encode())  # ... JSON last
     return weights.with_name(weights.name[: -len(".safetensors")])
 
 

@@ -14,14 +14,18 @@ sampler        NFE        notes
 =============  =========  ==================================================================
 ``ddpm``       S          ancestral; S = T is the reference's DDPM, S < T respaces β
 ``ddim``       S          η = 0 deterministic (the reference's sampler), η = 1 ancestral
-``dpmpp_2m``   S          second-order multistep; ~10–20 steps match DDIM at 50
-``heun``       2·S − 1    EDM second-order ODE solver on the Karras σ grid
+``dpmpp_2m``   S          second-order multistep; 15 steps match DDIM at 50
+``heun``       2·S − 1    EDM second-order ODE solver on the Karras σ grid (~20 steps)
 =============  =========  ==================================================================
+
+``dpmpp_2m`` and ``heun`` round their λ- or σ-spaced targets to integer timesteps and drop
+repeats, so from about 50 steps up they take slightly fewer steps than asked; the callback's
+``nfe`` is always exact.
 
 All samplers use the schedule's discrete ᾱ_t only (no continuous-time interpolation) and end
 by returning x̂_0 predicted at their last timestep, as the reference DDIM does.  Noise is drawn
-from ``generator`` (on its own device) and moved to ``device``, so a CPU generator gives the same
-samples on CPU and CUDA up to float rounding.
+from ``generator`` (on its own device) and moved to ``device``, so a CPU generator gives the
+same samples on CPU and CUDA up to float rounding.
 """
 
 from __future__ import annotations
@@ -202,16 +206,15 @@ def heun(eps_fn: EpsFn, shape, schedule: Schedule, *, steps: int = 10, spacing: 
         nfe += 1
         x0 = y - sig * d
         if i == len(ts) - 1:
-            y = x0  # Euler step to σ = 0
+            y, a_new = x0, 1.0  # Euler step to σ = 0
         else:
-            t_next = ts[i + 1]
-            a_n = _abar(schedule, t_next)
-            sig_n = math.sqrt((1 - a_n) / a_n)
+            a_new = _abar(schedule, ts[i + 1])
+            sig_n = math.sqrt((1 - a_new) / a_new)
             y_next = y + (sig_n - sig) * d  # Euler predictor
-            d_next = eps_fn(y_next * math.sqrt(a_n), _tvec(t_next, batch, y.device))
+            d_next = eps_fn(y_next * math.sqrt(a_new), _tvec(ts[i + 1], batch, y.device))
             nfe += 1
             y = y + (sig_n - sig) * 0.5 * (d + d_next)  # trapezoidal corrector
-        _report(callback, y * math.sqrt(_abar(schedule, ts[i + 1]) if i + 1 < len(ts) else 1.0), i, t, x0, nfe)
+        _report(callback, y * math.sqrt(a_new), i, t, x0, nfe)  # x in the VP variable
     return y
 
 

@@ -154,15 +154,16 @@ tri = torch.zeros(1, 3, 1, 16, 16)
 tri[0, 0, 0] = torch.linspace(-1, 1, 16)[None, :]  # xy plane varies with x (its width)
 tri[0, 1, 0] = torch.linspace(-1, 1, 16)[:, None]  # yz plane varies with z (its height)
 tri[0, 2, 0] = 0.5                                  # xz plane constant
-slice_xy = F.grid_coords(32, 32)  # (x, y) on a grid
-pts3 = torch.cat([slice_xy, torch.full((1024, 1), 0.3)], -1)[None]  # z = 0.3 slice
+slice_xz = F.grid_coords(32, 32)  # (x, z) on a grid, x varying slowest
+pts3 = torch.stack([slice_xz[:, 0], torch.full((1024,), 0.3), slice_xz[:, 1]], -1)[None]  # the y = 0.3 slice
 pe_sum = F.query_fields([tri], pts3, "triplane", aggregate="sum")[0].reshape(32, 32)
 pe_cat = F.query_fields([tri], pts3, "triplane", aggregate="concat")[0].reshape(32, 32, 3)
 fig, axes = plt.subplots(1, 4, figsize=(12, 3))
 for k, name in enumerate(F.LAYOUTS["triplane"]):
-    axes[k].imshow(pe_cat[..., k].T, origin="lower", extent=(-1, 1, -1, 1), vmin=-1, vmax=1, cmap="coolwarm")
-    axes[k].set_title(f"{name} sample on the z=0.3 slice"); axes[k].set_xlabel("x"); axes[k].set_ylabel("y")
-axes[3].imshow(pe_sum.T, origin="lower", extent=(-1, 1, -1, 1), cmap="coolwarm"); axes[3].set_title("sum")
+    axes[k].imshow(pe_cat[..., k].T, origin="lower", extent=(-1, 1, -1, 1), vmin=-1, vmax=1.5, cmap="coolwarm")
+    axes[k].set_title(f"{name} plane, slice y=0.3"); axes[k].set_xlabel("x"); axes[k].set_ylabel("z")
+axes[3].imshow(pe_sum.T, origin="lower", extent=(-1, 1, -1, 1), cmap="coolwarm"); axes[3].set_title("sum (shapes)")
+axes[3].set_xlabel("x"); axes[3].set_ylabel("z")
 fig.tight_layout(); fig.savefig(out / "triplane.png", dpi=120); plt.show()
 
 # %% [markdown]

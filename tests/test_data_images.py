@@ -119,7 +119,7 @@ def test_group_rule_on_all_sequences():
 
 def test_bad_arguments_raise():
     with pytest.raises(DDMIError, match="32"):
-        load_emoji(48)
+        load_emoji(40)
     with pytest.raises(DDMIError, match="train"):
         load_emoji(32, "valid")
     with pytest.raises(DDMIError, match="sizes"):
@@ -215,3 +215,11 @@ def test_image_folder_errors(tmp_path):
         ImageFolderDataset(bad, 16)[0]  # sorted: broken.png comes first
     with pytest.raises(DDMIError, match="size"):
         load_image_folder(bad, 0)
+
+
+def test_sizes_are_area_averages_of_each_other(emoji_root):
+    """Every size is an exact area average of one master render: 64² pooled by 2 is the 32² image."""
+    small = load_emoji(32, "train", root=emoji_root, prepare=False)
+    large = load_emoji(64, "train", root=emoji_root, prepare=False)
+    pooled = torch.nn.functional.avg_pool2d(large, 2)
+    assert (pooled - small).abs().max().item() <= 1.0 / 255 + 1e-6  # uint8 rounding only

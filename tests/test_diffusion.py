@@ -11,6 +11,15 @@ from ddmi_lite.errors import DDMIError
 from ddmi_lite.unet import UNet
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """These tensors are tiny: one intra-op thread avoids oversubscribing a shared CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def test_schedule_matches_independent_cumulative_product():
     sch = Schedule()
     betas = np.linspace(math.sqrt(0.0015), math.sqrt(0.0195), 1000) ** 2

@@ -7,6 +7,15 @@ from ddmi_lite.errors import DDMIError
 from ddmi_lite.unet import UNet, timestep_embedding
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """These tensors are tiny: one intra-op thread avoids oversubscribing a shared CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _small(channels, **kw):
     return UNet(channels, **{"model_channels": 32, "channel_mult": (1, 2), "num_res_blocks": 1, **kw})
 

@@ -45,7 +45,8 @@ from einops import rearrange
 
 from ddmi_lite.errors import DDMIError
 
-ALLOWED_SIZES = (32, 64, 128)
+ALLOWED_SIZES = (32, 48, 64, 128)
+MASTER_PX = 384  # every allowed size divides it: each pixel is an exact area average of the master
 SPLITS = ("train", "test")
 TEST_FRACTION = 0.1
 SPLIT_SEED = 0
@@ -194,7 +195,20 @@ class _Renderer:
         white = self.Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         rgb = self.Image.alpha_composite(white, rgba).convert("RGB")  # out = a·fg + (1 − a)·white
         key = hashlib.sha256(rgb.tobytes()).digest()  # size-independent identity for de-duplication
-        return key, {s: np.asarray(rgb.resize((s, s), self.Image.Resampling.LANCZOS, box=crop)) for s in sizes}
+        master = np.asarray(rgb.resize((MASTER_PX, MASTER_PX), self.Image.Resampling.LANCZOS, box=crop), dtype=np.float64)
+        return key, {s: area_downsample(master, s) for s in sizes}
+
+
+def area_downsample(image: np.ndarray, size: int) -> np.ndarray:
+    """[M,M,3] → [s,s,3] uint8 by exact area averaging of (M/s)² blocks: a pixel is the mean of the
+    signal over its square, at every size, so a 64² image average-pooled by 2 is the 32² image (up
+    to uint8 rounding) — the consistency a multi-resolution INR is trained and tested against."""
+    m = image.shape[0]
+    if m % size:
+        raise DDMIError(f"size {size} must divide the master resolution {m}")
+    k = m // size
+    blocks = image.reshape(size, k, size, k, image.shape[-1]).mean(axis=(1, 3))
+    return np.clip(np.rint(blocks), 0, 255).astype(np.uint8)
 
 
 # ----------------------------------------------------------------------------- deterministic files
@@ -245,6 +259,7 @@ def _read_manifest(root: Path) -> dict | None:
 
 def _settings(limit: int | None) -> dict:
     return {"format": FORMAT_VERSION, "openmoji_version": openmoji_version(), "render": asdict(RenderConfig()),
+            "resample": f"lanczos to {MASTER_PX}px, then exact area averaging",
             "split": {"seed": SPLIT_SEED, "test_fraction": TEST_FRACTION, "grouping": "emoji_group"},
             "limit": limit}
 
@@ -259,7 +274,7 @@ def _check_sizes(sizes) -> tuple[int, ...]:
 
 # ----------------------------------------------------------------------------- public API
 
-def prepare_emoji(root: str | os.PathLike | None = None, sizes=(32, 64), *, force: bool = False,
+def prepare_emoji(root: str | os.PathLike | None = None, sizes=(32, 48, 64), *, force: bool = False,
                   progress: bool = True, limit: int | None = None) -> Path:
     """Render, split and cache the emoji at ``sizes``; return the cache folder.
 

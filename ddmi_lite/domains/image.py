@@ -5,7 +5,7 @@ Implements the image rows of ddmi_method.md §1.5–1.9, scaled from 256/384/512
 * coordinates are pixel centres ``linspace(−(N−1)/N, (N−1)/N, N)`` queried with
   ``align_corners=False`` (decided in ``fields.py``);
 * the encoder always sees the 32² image; the training target is, at random, the full 32² grid
-  (``si = 1``), a random 32² crop of the 48² image with the matching crop of the 48² grid
+  (``si = 1``), a random 32² crop of the same emoji rendered at 48² with the matching crop of the 48² grid
   (``si = 2/3``), or a 32² crop of the 64² image (``si = 1/2``) — §1.9's multi-scale regime, which
   is what lets a model trained at 32² render at 64² and beyond;
 * rendering evaluates the readout over any grid in chunks of points so memory stays bounded;
@@ -14,11 +14,10 @@ Implements the image rows of ddmi_method.md §1.5–1.9, scaled from 256/384/512
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 from einops import rearrange
 
 from ddmi_lite import fields as F_fields
@@ -52,8 +51,11 @@ class ImageVAEConfig:
 
 def build_image_vae(cfg: ImageVAEConfig) -> D2CVAE:
     """Encoder2D → Gaussian latent → Decoder2D (HDBF) → CFCReadout, in the ``plane`` layout."""
-    enc, dec = Encoder2D(cfg.net), Decoder2D(cfg.net)
-    readout = CFCReadout([cfg.net.pe_channels] * cfg.net.n_scales, hidden=cfg.hidden, out_dim=cfg.net.in_channels,
+    net = cfg.net
+    if cfg.mode == "single_scale" and net.n_scales != 1:  # the ablation: one field, at the finest scale
+        net = replace(net, n_scales=1)
+    enc, dec = Encoder2D(net), Decoder2D(net)
+    readout = CFCReadout([net.pe_channels] * net.n_scales, hidden=cfg.hidden, out_dim=cfg.net.in_channels,
                          mode=cfg.mode, scale_cond=cfg.scale_cond)
     return D2CVAE(enc, dec, readout, layout="plane", aggregate="sum", recon=cfg.recon)
 
@@ -125,16 +127,16 @@ def make_batch(pyramid: dict[int, torch.Tensor], index: torch.Tensor, generator:
     return ImageBatch(to_model_range(x), coords, image_targets(to_model_range(target)), scale)
 
 
-def build_pyramid(images32: torch.Tensor, images64: torch.Tensor | None = None, *, resolution: int = 32) -> dict:
-    """Resolution → images: the encoder resolution, 1.5× (resized from 64²) and 2× (64²)."""
-    pyramid = {resolution: images32}
-    if images64 is not None:
-        if images64.shape[-1] != 2 * resolution:
-            raise DDMIError(f"images64 must be [N,3,{2 * resolution},{2 * resolution}], got {tuple(images64.shape)}")
-        mid = (3 * resolution) // 2
-        pyramid[mid] = F.interpolate(images64, size=(mid, mid), mode="bilinear", antialias=True,
-                                     align_corners=False).clamp(0, 1)
-        pyramid[2 * resolution] = images64
+def build_pyramid(images: torch.Tensor, *larger: torch.Tensor, resolution: int | None = None) -> dict:
+    """Resolution → images ``[N,3,r,r]``: the encoder resolution first, then larger renderings of the
+    same images (e.g. the emoji at 48² and 64²) used as multi-scale targets."""
+    pyramid = {images.shape[-1] if resolution is None else resolution: images}
+    for imgs in larger:
+        if imgs is None:
+            continue
+        if imgs.ndim != 4 or imgs.shape[0] != images.shape[0] or imgs.shape[-1] != imgs.shape[-2]:
+            raise DDMIError(f"multi-scale images must be [{images.shape[0]},3,r,r], got {tuple(imgs.shape)}")
+        pyramid[imgs.shape[-1]] = imgs
     return pyramid
 
 
@@ -211,3 +213,20 @@ def train_image_vae(vae: D2CVAE, cfg: ImageVAEConfig, pyramid: dict[int, torch.T
 def _config_dict(cfg) -> dict:
     from dataclasses import asdict
     return asdict(cfg)
+
+
+def load_or_train_image_vae(cfg: ImageVAEConfig, *, ckpt_path, device="cpu", seed: int = 0,
+                            progress: bool = True, precision: str = "fp32"):
+    """Train the image D2C-VAE on the emoji training split, or reuse a finished checkpoint.
+
+    Returns ``(vae in eval mode, TrainResult)``; ``result.resumed_from == cfg.steps`` means the
+    checkpoint was reused as is (notebooks say so).
+    """
+    from ddmi_lite.data import load_emoji
+
+    vae = build_image_vae(cfg).to(device)
+    larger = [load_emoji(r, "train") for r in (48, 64)] if cfg.multiscale else []
+    pyramid = build_pyramid(load_emoji(cfg.resolution, "train"), *larger)
+    result = train_image_vae(vae, cfg, pyramid, device=device, ckpt_path=ckpt_path, seed=seed,
+                             progress=progress, precision=precision)
+    return vae.eval(), result
