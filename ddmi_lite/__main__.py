@@ -16,6 +16,9 @@ from ddmi_lite.errors import DDMIError
 PROG = "ddmi-lite"
 
 
+DATASETS = ("emoji", "shapes")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="DDMI-lite: reproduce the paper's experiments.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="{reproduce,data}")
@@ -35,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     data = commands.add_parser("data", help="prepare the offline default datasets under data/")
     data.add_argument("--force", action="store_true", help="rebuild caches that already exist")
     data.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
+    data.add_argument("--only", nargs="+", choices=DATASETS, default=list(DATASETS),
+                      help=f"datasets to prepare (default: all of {', '.join(DATASETS)})")
     return parser
 
 
@@ -65,17 +70,16 @@ def _reproduce(args: argparse.Namespace) -> int:
 
 
 def _data(args: argparse.Namespace) -> int:
-    try:
-        from ddmi_lite.data.emoji import prepare_emoji
-    except ImportError as err:
-        _error(f"the emoji data module is not available: {err}")
-        return 1
-    try:
-        path = prepare_emoji(force=args.force, progress=args.progress)
-    except DDMIError as err:
-        _error(str(err))
-        return 1
-    print(f"emoji data ready in {path}")
+    from ddmi_lite.data import prepare_emoji, prepare_shapes
+
+    preparers = {"emoji": prepare_emoji, "shapes": prepare_shapes}
+    for name in args.only:
+        try:
+            path = preparers[name](force=args.force, progress=args.progress)
+        except DDMIError as err:
+            _error(str(err))
+            return 1
+        print(f"{name} data ready in {path}")
     return 0
 
 

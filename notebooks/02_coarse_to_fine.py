@@ -53,7 +53,7 @@ device = resolve_device(DEVICE)
 seed_everything(SEED)
 out = notebook_out_dir("02_coarse_to_fine", PROFILE, OUT_DIR)
 # per profile: training steps per variant, images fitted, evaluation period
-STEPS, N_IMAGES, EVAL_EVERY = {"smoke": (6, 32, 3), "cpu": (300, 3862, 25), "gpu": (3000, 3862, 100)}[PROFILE]
+STEPS, N_IMAGES, EVAL_EVERY = {"smoke": (6, 32, 3), "cpu": (200, 3862, 25), "gpu": (3000, 3862, 100)}[PROFILE]
 print(f"profile={PROFILE} device={device} steps/variant={STEPS} out={out}")
 
 # %% [markdown]

@@ -89,6 +89,7 @@ fig.tight_layout(); fig.savefig(out / "training.png", dpi=120); plt.show()
 test32, test64 = load_emoji(32, "test"), load_emoji(64, "test")
 train32 = load_emoji(32, "train")
 n_eval = {"smoke": 64}.get(PROFILE, len(test32))
+show = torch.randperm(n_eval, generator=torch.Generator().manual_seed(SEED))[:12]  # emoji shown in figures
 rec = reconstruct(vae, test32[:n_eval])
 psnr_heldout = psnr(rec, test32[:n_eval]).mean().item()
 psnr_train = psnr(reconstruct(vae, train32[:n_eval]), train32[:n_eval]).mean().item()
@@ -97,7 +98,8 @@ print(f"PSNR held-out {psnr_heldout:.2f} dB on {n_eval} images; train {psnr_trai
 k = 10
 fig, axes = plt.subplots(2, k, figsize=(1.4 * k, 3))
 for i in range(k):
-    axes[0, i].imshow(test32[i].permute(1, 2, 0)); axes[1, i].imshow(rec[i].permute(1, 2, 0))
+    j = show[i]
+    axes[0, i].imshow(test32[j].permute(1, 2, 0)); axes[1, i].imshow(rec[j].permute(1, 2, 0))
 for a in axes.flat: a.axis("off")
 axes[0, 0].set_title("held-out", loc="left", fontsize=9); axes[1, 0].set_title("reconstruction", loc="left", fontsize=9)
 fig.tight_layout(); fig.savefig(out / "reconstructions.png", dpi=120); plt.show()
@@ -114,7 +116,7 @@ fig.tight_layout(); fig.savefig(out / "reconstructions.png", dpi=120); plt.show(
 # %%
 with torch.no_grad():
     hdbf = vae.decode(vae.encode(to_model_range(test32[:n_eval].to(device))).mode())
-    renders = {n: to_unit_range(render(vae, [f[:6] for f in hdbf], n)).cpu() for n in (32, 64, 128)}
+    renders = {n: to_unit_range(render(vae, [f[show[:3]] for f in hdbf], n)).cpu() for n in (32, 64, 128)}
     up2 = torch.cat([to_unit_range(render(vae, [f[i:i + 64] for f in hdbf], 64)).cpu()
                      for i in range(0, n_eval, 64)])
 bicubic = torch.nn.functional.interpolate(test32[:n_eval], size=64, mode="bicubic", align_corners=False).clamp(0, 1)
@@ -124,7 +126,7 @@ print(f"2× render vs true 64²: {psnr_2x:.2f} dB   (bicubic upsampling of the i
 
 fig, axes = plt.subplots(3, 4, figsize=(10, 7.5))
 for r in range(3):
-    axes[r, 0].imshow(test32[r].permute(1, 2, 0), interpolation="nearest")
+    axes[r, 0].imshow(test32[show[r]].permute(1, 2, 0), interpolation="nearest")
     for c, n in enumerate((32, 64, 128), start=1):
         axes[r, c].imshow(renders[n][r].permute(1, 2, 0), interpolation="nearest")
         if r == 0: axes[r, c].set_title(f"render {n}²")
@@ -141,9 +143,9 @@ fig.tight_layout(); fig.savefig(out / "multires.png", dpi=120); plt.show()
 # %%
 fig, axes = plt.subplots(3, 4, figsize=(10, 7.5))
 for r in range(3):
-    axes[r, 0].imshow(test32[r].permute(1, 2, 0))
+    axes[r, 0].imshow(test32[show[r]].permute(1, 2, 0))
     for l, f in enumerate(hdbf):
-        axes[r, l + 1].imshow(F.fields_to_rgb(f[r, 0].cpu()), interpolation="nearest")
+        axes[r, l + 1].imshow(F.fields_to_rgb(f[show[r], 0].cpu()), interpolation="nearest")
         if r == 0: axes[r, l + 1].set_title(f"Ξ^{l + 1} ({f.shape[-1]}²)")
 for a in axes.flat: a.axis("off")
 fig.tight_layout(); fig.savefig(out / "fields_trained.png", dpi=120); plt.show()
@@ -158,7 +160,7 @@ fig.tight_layout(); fig.savefig(out / "fields_trained.png", dpi=120); plt.show()
 pairs = [(0, 1), (2, 3), (4, 5)]
 alphas = torch.linspace(0, 1, 7)
 with torch.no_grad():
-    mu = vae.encode(to_model_range(test32[:6].to(device))).mode()
+    mu = vae.encode(to_model_range(test32[show[6:12]].to(device))).mode()
     rows = []
     for a, b in pairs:
         z = torch.stack([(1 - t) * mu[a] + t * mu[b] for t in alphas])

@@ -1,7 +1,8 @@
 """Datasets: the offline defaults rendered locally and loaders for the paper's real data (Sec. 4.1).
 
 Images: OpenMoji colour emoji (:mod:`ddmi_lite.data.emoji`) and image folders in the
-CelebA-HQ / AFHQ-v2 layout (:mod:`ddmi_lite.data.folders`). Caches live under
+CelebA-HQ / AFHQ-v2 layout (:mod:`ddmi_lite.data.folders`). Shapes: procedural furniture written
+in the Occupancy-Networks layout, read by the same loader as ShapeNet (:mod:`ddmi_lite.data.shapes`). Caches live under
 :func:`default_data_dir` (``$DDMI_DATA_DIR`` or ``<repo>/data``).
 """
 
@@ -22,8 +23,28 @@ from ddmi_lite.data.folders import (
     load_image_folder,
     read_image,
 )
+from ddmi_lite.data.shapes import (
+    CATEGORIES as SHAPE_CATEGORIES,
+    Shape,
+    ShapeNetOccupancy,
+    generate_collection,
+    generate_shape,
+    load_captions,
+    load_pointcloud_npz,
+    load_points_npz,
+    prepare_shapes,
+)
 
 __all__ = [
+    "SHAPE_CATEGORIES",
+    "Shape",
+    "ShapeNetOccupancy",
+    "generate_collection",
+    "generate_shape",
+    "load_captions",
+    "load_pointcloud_npz",
+    "load_points_npz",
+    "prepare_shapes",
     "EMOJI_SIZES",
     "IMAGE_EXTENSIONS",
     "ImageFolderDataset",
