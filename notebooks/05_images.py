@@ -105,7 +105,8 @@ big = decode_to_images(vae, z[:4], 128)
 fig, axes = plt.subplots(2, 4, figsize=(10, 5.2))
 for i in range(4):
     axes[0, i].imshow(samples32[i].permute(1, 2, 0), interpolation="nearest"); axes[0, i].set_title("32²", fontsize=9)
-    axes[1, i].imshow(big[i].permute(1, 2, 0), interpolation="nearest"); axes[1, i].set_title("128², same latent", fontsize=9)
+    axes[1, i].imshow(big[i].permute(1, 2, 0), interpolation="nearest")
+    axes[1, i].set_title("128², same latent", fontsize=9)
 for a in axes.flat: a.axis("off")
 fig.tight_layout(); fig.savefig(out / "samples_128.png", dpi=120); plt.show()
 
@@ -202,7 +203,7 @@ fig.tight_layout(); fig.savefig(out / "nearest_neighbours.png", dpi=120); plt.sh
 rows = sweep_samplers(ldm, vae, feature_net, real, cfg.sweep, n=cfg.n_sweep, seed=SEED,
                       batch_size=cfg.sample_batch)
 fd_floor_sweep = frechet_distance(real, feats["floor"][:cfg.n_sweep])
-print(f"\n| sampler | steps | NFE | FD | ms / image |\n|---|---:|---:|---:|---:|")
+print("\n| sampler | steps | NFE | FD | ms / image |\n|---|---:|---:|---:|---:|")
 for r in rows:
     print(f"| {r['sampler']} | {r['steps']} | {r['nfe']} | {r['fd']:.3f} | {1e3 * r['sec_per_image']:.2f} |")
 print(f"floor at {cfg.n_sweep} images: {fd_floor_sweep:.3f}")

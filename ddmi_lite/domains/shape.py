@@ -1,0 +1,377 @@
+"""The 3D-shape domain: occupancy fields on tri-planes (DDMI §3, §4.2; ddmi_method.md §1.2–1.9 shape rows).
+
+* Data: objects in the Occupancy-Networks layout (:class:`~ddmi_lite.data.shapes.ShapeNetOccupancy`),
+  held in memory as :class:`ShapeTensors`. Points live in the padded cube p ∈ [−0.55, 0.55]³ and
+  enter every network as c = p / 0.55 ∈ [−1, 1]³ (:func:`to_unit_coords`).
+* Model: noisy surface cloud → PointNet planes → tri-plane encoder → Gaussian latent
+  z ∈ ℝ^{3×z×h×w} → tri-plane decoder → HDBF on (xy, yz, xz) → PE = Σ_planes bilinear samples →
+  CFC readout with the raw xyz added after block 1 → occupancy logit (reference ``MLP3D``).
+* Stage-1 loss (reference §1.8): BCE-with-logits **summed over the query points**, averaged over
+  the batch, plus β(t)·KL summed over all latent dimensions, β annealed to β_max = 0.01:
+
+      L = Σ_i BCE(ω̂(cᵢ), oᵢ) + β(t)·KL(q(z|x) ‖ N(0, I)).
+
+* Evaluation: IoU of the posterior-mean reconstruction on the uniform points of ``points.npz``
+  (inside ⇔ probability > 0.5 by default; the reference meshes and scores at 0.2), dense occupancy
+  grids, marching-cubes meshes.
+* Stage 2: a tri-plane latent ⇄ one 2D image with the planes **stacked along channels in the
+  canonical order (xy, yz, xz)**, ``[B, 3, z, h, w] ⇄ [B, 3z, h, w]`` (:func:`triplane_to_image`),
+  the same order in both stages (the official code mixes two orders).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from einops import rearrange
+
+from ddmi_lite import fields as F_fields
+from ddmi_lite.data.shapes import ShapeNetOccupancy, load_pointcloud_npz, load_points_npz, prepare_shapes
+from ddmi_lite.domains import shape_geometry as geo
+from ddmi_lite.errors import DDMIError
+from ddmi_lite.nets.triplane import PLANES, TriplaneConfig, TriplaneDecoder, TriplaneEncoder
+from ddmi_lite.readout import CFCReadout
+from ddmi_lite.vae import D2CVAE
+
+BOX = 0.55                  # half side of the padded ONet cube
+PLANE_ORDER = F_fields.LAYOUTS["triplane"]   # ("xy", "yz", "xz"), in both stages
+
+
+@dataclass
+class ShapeVAEConfig:
+    """Architecture, data and stage-1 training of the shape D2C-VAE."""
+
+    net: TriplaneConfig = field(default_factory=TriplaneConfig)
+    hidden: int = 96                      # readout width [256]
+    mode: str = "cfc"                     # readout.MODES
+    act: str = "relu"                     # reference MLP3D: ReLU
+    data_root: str = "shapes"             # folder under the data dir (``default_data_dir()``)
+    n_objects: int = 2400                 # objects prepared in that folder
+    n_surface: int = 1024                 # encoder points per shape [3000]
+    surface_noise: float = 0.005          # N(0, σ²) added to the surface points [0.005]
+    n_query: int = 1024                   # query points per shape and step [2048]
+    beta_max: float = 0.01                # KL weight after annealing [0.01]
+    steps: int = 1000
+    batch_size: int = 16
+    lr: float = 1e-3
+    warmup_steps: int = 50
+    ema_decay: float | None = None
+    precision: str = "fp32"
+    max_time_s: float | None = None       # wall-clock budget of the training run
+
+
+def to_unit_coords(points: torch.Tensor) -> torch.Tensor:
+    """ONet coordinates p ∈ [−0.55, 0.55]³ → network coordinates c = p / 0.55 ∈ [−1, 1]³."""
+    return points / BOX
+
+
+def build_shape_vae(cfg: ShapeVAEConfig) -> D2CVAE:
+    """PointNet + tri-plane encoder → Gaussian latent → tri-plane decoder → CFC readout (``MLP3D``)."""
+    net = cfg.net.check()
+    readout = CFCReadout([net.pe_channels] * net.n_scales, hidden=cfg.hidden, out_dim=1, mode=cfg.mode,
+                         coord_dim=3, act=cfg.act)
+    return D2CVAE(TriplaneEncoder(net), TriplaneDecoder(net), readout, layout="triplane", aggregate="sum",
+                  recon="bce", moments_dim=2)
+
+
+# ----------------------------------------------------------------------------------------------- data
+def shape_data_root(cfg: ShapeVAEConfig, *, prepare: bool = True, progress: bool = True) -> Path:
+    """The collection of ``cfg`` under the data dir, prepared (idempotently) when ``prepare``."""
+    from ddmi_lite.data import default_data_dir
+
+    root = Path(cfg.data_root) if os.path.isabs(cfg.data_root) else default_data_dir() / cfg.data_root
+    if prepare:
+        prepare_shapes(root=root, n_objects=cfg.n_objects, progress=progress)
+    return root
+
+
+@dataclass
+class ShapeTensors:
+    """A split held in memory: every query / surface point of every object (float16 to halve memory)."""
+
+    points: torch.Tensor          # [N, Q, 3] f16, ONet coordinates; the first ``n_uniform`` are uniform
+    occupancies: torch.Tensor     # [N, Q] bool
+    surface: torch.Tensor         # [N, S, 3] f16, clean surface points
+    n_uniform: int
+    ids: list[str]
+    categories: list[str]
+    captions: list[list[str]]     # every caption of each object ([] without a captions file)
+    attributes: list[dict]        # {} without ``attributes.json``
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def subset(self, index) -> ShapeTensors:
+        """The objects at ``index`` (a list or long tensor), in that order."""
+        idx = torch.as_tensor(index, dtype=torch.long)
+        rows = idx.tolist()
+        return ShapeTensors(self.points[idx], self.occupancies[idx], self.surface[idx], self.n_uniform,
+                            [self.ids[i] for i in rows], [self.categories[i] for i in rows],
+                            [self.captions[i] for i in rows], [self.attributes[i] for i in rows])
+
+    def uniform(self, index=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The uniform query points and their occupancies (for IoU): [n, U, 3] f32, [n, U] bool."""
+        idx = slice(None) if index is None else index
+        return self.points[idx, :self.n_uniform].float(), self.occupancies[idx, :self.n_uniform]
+
+
+def load_shape_split(root, split: str = "train", *, limit: int | None = None) -> ShapeTensors:
+    """Read a split of an ONet-layout folder into memory (all points, no subsampling)."""
+    ds = ShapeNetOccupancy(root, split)
+    items = ds.items if limit is None else ds.items[:limit]
+    pts, occ, surf, n_uni = [], [], [], []
+    for category, oid in items:
+        folder = ds.root / category / oid
+        p, c = load_points_npz(folder / "points.npz"), load_pointcloud_npz(folder / "pointcloud.npz")
+        pts.append(p["points"]), occ.append(p["occupancies"]), surf.append(c["points"]), n_uni.append(p["n_uniform"])
+    if len({len(p) for p in pts}) != 1 or len({len(s) for s in surf}) != 1 or len(set(n_uni)) != 1:
+        raise DDMIError(f"objects of {root} ({split}) hold different numbers of points; expected one layout")
+    captions = [list((ds.captions or {}).get(oid, [])) for _, oid in items]
+    attributes = [dict((ds.attributes or {}).get(oid, {})) for _, oid in items]
+    return ShapeTensors(torch.from_numpy(np.stack(pts)).half(), torch.from_numpy(np.stack(occ)),
+                        torch.from_numpy(np.stack(surf)).half(), int(n_uni[0]), [o for _, o in items],
+                        [c for c, _ in items], captions, attributes)
+
+
+def spread_index(categories: list[str], n: int) -> torch.Tensor:
+    """``n`` object indices taken round-robin over the categories (in order of first appearance), so a
+    small evaluation subset of a category-sorted split covers every category."""
+    groups: dict[str, list[int]] = {}
+    for i, c in enumerate(categories):
+        groups.setdefault(c, []).append(i)
+    order, queues = [], [list(g) for g in groups.values()]
+    while len(order) < min(n, len(categories)):
+        for q in queues:
+            if q and len(order) < n:
+                order.append(q.pop(0))
+    return torch.tensor(order, dtype=torch.long)
+
+
+def make_batch(data: ShapeTensors, index: torch.Tensor, generator: torch.Generator, *, n_query: int = 1024,
+               n_surface: int = 1024, surface_noise: float = 0.005) -> dict:
+    """Training batch (reference §1.9): noisy surface points and random query points with labels.
+
+    Returns ``x`` [B, n_surface, 3] (encoder input), ``coords`` [B, n_query, 3] and ``target``
+    [B, n_query, 1] (0/1), coordinates in [−1, 1].
+    """
+    b = len(index)
+    q = torch.randint(0, data.points.shape[1], (b, n_query), generator=generator)  # [B, n_query]
+    s = torch.randint(0, data.surface.shape[1], (b, n_surface), generator=generator)  # [B, n_surface]
+    rows = index[:, None]
+    surface = data.surface[rows, s].float()
+    surface = surface + surface_noise * torch.randn(surface.shape, generator=generator)
+    return {"x": to_unit_coords(surface), "coords": to_unit_coords(data.points[rows, q].float()),
+            "target": data.occupancies[rows, q].float()[..., None]}
+
+
+def encoder_input(data: ShapeTensors, index, *, n_surface: int = 1024, surface_noise: float = 0.005,
+                  seed: int = 0) -> torch.Tensor:
+    """Deterministic encoder inputs for evaluation: seeded surface subsets plus noise → [n, S, 3] in [−1, 1]."""
+    index = torch.as_tensor(index)
+    gen = torch.Generator().manual_seed(seed)
+    s = torch.randint(0, data.surface.shape[1], (len(index), n_surface), generator=gen)
+    surface = data.surface[index[:, None], s].float()
+    return to_unit_coords(surface + surface_noise * torch.randn(surface.shape, generator=gen))
+
+
+# ----------------------------------------------------------------------------------------------- training
+def budgeted_resume(ckpt_path, steps: int, max_time_s: float | None, run: dict | None = None
+                    ) -> tuple[int, float | None, bool]:
+    """How to continue a run at ``ckpt_path``: ``(steps, max_time_s, resume)`` for :func:`ddmi_lite.train.train`.
+
+    * no checkpoint → as asked;
+    * the checkpoint's ``run`` entries differ from ``run`` (e.g. another VAE's fingerprint) → train
+      afresh (``resume=False``);
+    * ``max_time_s`` counts over every call: the time left is the budget minus the time already
+      spent, and a run that spent (98 % of) it is reused as is (``steps`` = its step).
+    """
+    import json
+
+    from ddmi_lite.checkpoint import checkpoint_exists, checkpoint_files
+
+    if ckpt_path is None or not checkpoint_exists(ckpt_path):
+        return steps, max_time_s, True
+    record = json.loads(checkpoint_files(ckpt_path)[1].read_text(encoding="utf-8"))
+    meta = record.get("meta", record)
+    stored = meta.get("config", {}).get("run", {})
+    if any(stored.get(k) != v for k, v in (run or {}).items()):
+        print(f"[{Path(ckpt_path).name}] the checkpoint was trained on other inputs: training afresh")
+        return steps, max_time_s, False
+    if max_time_s is None:
+        return steps, None, True
+    extra = meta.get("extra") or {}
+    spent = float(extra.get("total_time_s", 0.0)) if isinstance(extra, dict) else 0.0
+    left = max_time_s - spent
+    if left <= 0.02 * max_time_s:
+        return min(steps, int(meta["step"])), max_time_s, True
+    return steps, max(left, 1e-3), True
+
+
+def _run_settings(cfg: ShapeVAEConfig) -> dict:
+    """The config entries that define a trained model (the budget may change between calls)."""
+    return {k: v for k, v in asdict(cfg).items() if k not in ("steps", "max_time_s")}
+
+
+def train_shape_vae(vae: D2CVAE, cfg: ShapeVAEConfig, data: ShapeTensors, *, device="cpu", ckpt_path=None,
+                    seed: int = 0, progress: bool = True, callback=None):
+    """Stage 1 with the library's loop: Σ_points BCE + β(t)·KL, β annealed linearly to ``cfg.beta_max``."""
+    from ddmi_lite.train import TrainConfig, train
+    from ddmi_lite.vae import kl_weight
+
+    n = len(data)
+    tcfg = TrainConfig(steps=cfg.steps, lr=cfg.lr, warmup_steps=cfg.warmup_steps, ema_decay=cfg.ema_decay,
+                       seed=seed, max_time_s=cfg.max_time_s, precision=cfg.precision,
+                       ckpt_every=max(cfg.steps // 4, 1), log_every=max(cfg.steps // 100, 1))
+
+    def batch_fn(step: int, generator: torch.Generator) -> dict:
+        index = torch.randint(0, n, (cfg.batch_size,), generator=generator)
+        return make_batch(data, index, generator, n_query=cfg.n_query, n_surface=cfg.n_surface,
+                          surface_noise=cfg.surface_noise)
+
+    def loss_fn(model: D2CVAE, batch: dict, step: int):
+        beta = kl_weight(step, cfg.steps, beta_max=cfg.beta_max)
+        return model.loss(batch["x"], batch["coords"], batch["target"], beta=beta)
+
+    return train(vae, loss_fn, batch_fn, tcfg, device=device, ckpt_path=ckpt_path, progress=progress,
+                 desc="shape D2C-VAE", callback=callback, run_config={"vae": _run_settings(cfg), "n_train": n})
+
+
+def load_or_train_shape_vae(cfg: ShapeVAEConfig, *, ckpt_path, device="cpu", seed: int = 0, progress: bool = True,
+                            data: ShapeTensors | None = None):
+    """Train the shape D2C-VAE on the training split of ``cfg``'s collection, or reuse a finished checkpoint.
+
+    Returns ``(vae in eval mode, TrainResult)``; ``result.resumed_from == result.steps_done`` means
+    the checkpoint was reused as is.
+    """
+    if data is None:
+        data = load_shape_split(shape_data_root(cfg, progress=progress), "train")
+    vae = build_shape_vae(cfg).to(device)
+    steps, max_time, _ = budgeted_resume(ckpt_path, cfg.steps, cfg.max_time_s)
+    run_cfg = replace(cfg, steps=steps, max_time_s=max_time)
+    result = train_shape_vae(vae, run_cfg, data, device=device, ckpt_path=ckpt_path, seed=seed, progress=progress)
+    return vae.eval(), result
+
+
+# ----------------------------------------------------------------------------------------------- evaluation
+def _device_of(module: torch.nn.Module) -> torch.device:
+    return next(module.parameters()).device
+
+
+@torch.no_grad()
+def encode_means(vae: D2CVAE, surface: torch.Tensor, *, batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """Posterior means and standard deviations of encoder inputs [n, S, 3] → two [n, 3, z, h, w] (CPU)."""
+    device, means, stds = _device_of(vae), [], []
+    for start in range(0, len(surface), batch_size):
+        post = vae.encode(surface[start:start + batch_size].to(device))
+        means.append(post.mean.float().cpu()), stds.append(post.std.float().cpu())
+    return torch.cat(means), torch.cat(stds)
+
+
+@torch.no_grad()
+def occupancy_logits(vae: D2CVAE, z: torch.Tensor, points: torch.Tensor, *, batch_size: int = 32,
+                     chunk: int = 65536, scale_mask=None) -> torch.Tensor:
+    """Occupancy logits of latents ``z`` [n, 3, z, h, w] at ONet points ``[n, N, 3]`` (or shared ``[N, 3]``) → [n, N].
+
+    ``batch_size`` latents are decoded at a time and at most ``chunk`` points are read out per call.
+    """
+    device, out = _device_of(vae), []
+    for start in range(0, len(z), batch_size):
+        fields = vae.decode(z[start:start + batch_size].to(device))
+        b = fields[0].shape[0]
+        pts = points[start:start + b] if points.ndim == 3 else points[None].expand(b, -1, -1)
+        step = max(1, chunk // b)  # at most ``chunk`` points per readout call
+        parts = [vae.query(fields, to_unit_coords(pts[:, i:i + step].to(device).float()), scale_mask=scale_mask)[..., 0]
+                 for i in range(0, pts.shape[1], step)]
+        out.append(torch.cat(parts, 1).float().cpu())  # [b, N]
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def dense_occupancy(vae: D2CVAE, z: torch.Tensor, resolution: int = 32, *, batch_size: int = 16,
+                    scale_mask=None) -> torch.Tensor:
+    """Occupancy logits of latents on :func:`shape_geometry.dense_grid` → [n, R, R, R] (index [x, y, z])."""
+    grid = geo.dense_grid(resolution)  # [R³, 3], x slowest: the layout of shape_geometry.evaluate_occupancy
+    return occupancy_logits(vae, z, grid, batch_size=batch_size, scale_mask=scale_mask).reshape(
+        -1, resolution, resolution, resolution)
+
+
+def occupancy_of_latent(vae: D2CVAE, z: torch.Tensor, resolution: int = 32, *, scale_mask=None) -> torch.Tensor:
+    """One latent [3, z, h, w] → logits [R, R, R] via :func:`shape_geometry.evaluate_occupancy`."""
+    device = _device_of(vae)
+    with torch.no_grad():
+        fields = vae.decode(z[None].to(device))
+        fn = lambda p: vae.query(fields, to_unit_coords(p)[None], scale_mask=scale_mask)[0, :, 0]  # noqa: E731
+        return geo.evaluate_occupancy(fn, resolution, device=device)
+
+
+def meshes_from_logits(logits: torch.Tensor, *, threshold: float = geo.THRESHOLD) -> list:
+    """Marching cubes at occupancy probability ``threshold`` (0.2, the reference's) of [n, R, R, R] logits."""
+    return [geo.extract_mesh(v, threshold=threshold, logits=True) for v in logits]
+
+
+def uniform_point_logits(vae: D2CVAE, data: ShapeTensors, index=None, *, n_surface: int = 1024,
+                         surface_noise: float = 0.005, seed: int = 0, batch_size: int = 32,
+                         scale_mask=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Posterior-mean reconstructions read at the uniform points of ``points.npz``: logits [n, U] and
+    the ground-truth occupancies [n, U] (bool)."""
+    index = torch.arange(len(data)) if index is None else torch.as_tensor(index)
+    mean, _ = encode_means(vae, encoder_input(data, index, n_surface=n_surface, surface_noise=surface_noise, seed=seed))
+    points, occ = data.uniform(index)
+    return occupancy_logits(vae, mean, points, batch_size=batch_size, scale_mask=scale_mask), occ
+
+
+def reconstruction_iou(vae: D2CVAE, data: ShapeTensors, index=None, *, n_surface: int = 1024,
+                       surface_noise: float = 0.005, threshold: float = 0.5, seed: int = 0,
+                       batch_size: int = 32, scale_mask=None) -> torch.Tensor:
+    """Per-object IoU of posterior-mean reconstructions on the uniform points of ``points.npz`` → [n].
+
+    Predicted inside ⇔ σ(logit) > ``threshold``; ground truth from the file's occupancies.
+    """
+    from ddmi_lite.metrics3d import iou
+
+    logits, occ = uniform_point_logits(vae, data, index, n_surface=n_surface, surface_noise=surface_noise, seed=seed,
+                                       batch_size=batch_size, scale_mask=scale_mask)
+    return iou(torch.sigmoid(logits) > threshold, occ)
+
+
+def surface_clouds(meshes, n: int = 2048, *, seed: int = 0) -> torch.Tensor:
+    """``n`` surface points of every mesh → [m, n, 3]; an empty mesh gives the origin repeated."""
+    clouds = [torch.from_numpy(geo.sample_surface(m, n, seed=seed + i)) if not m.is_empty else torch.zeros(n, 3)
+              for i, m in enumerate(meshes)]
+    return torch.stack(clouds)
+
+
+# ----------------------------------------------------------------------------------------------- stage 2
+def triplane_to_image(z: torch.Tensor) -> torch.Tensor:
+    """``[B, 3, C, h, w]`` (planes xy, yz, xz) → ``[B, 3C, h, w]``: channels [xy | yz | xz]."""
+    if z.ndim != 5 or z.shape[1] != PLANES:
+        raise DDMIError(f"tri-plane latents must be [B, 3, C, h, w] (planes {PLANE_ORDER}), got {tuple(z.shape)}")
+    return rearrange(z, "b p c h w -> b (p c) h w")
+
+
+def image_to_triplane(x: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`triplane_to_image`: ``[B, 3C, h, w]`` → ``[B, 3, C, h, w]`` (xy, yz, xz)."""
+    if x.ndim != 4 or x.shape[1] % PLANES:
+        raise DDMIError(f"stacked latents must be [B, 3C, h, w] with channels divisible by 3, got {tuple(x.shape)}")
+    return rearrange(x, "b (p c) h w -> b p c h w", p=PLANES)
+
+
+def encode_posterior_images(vae: D2CVAE, data: ShapeTensors, *, n_surface: int = 1024, surface_noise: float = 0.005,
+                            seed: int = 0, batch_size: int = 64):
+    """q(z|x) of every object as a :class:`~ddmi_lite.latent_diffusion.LatentPosterior` of stacked images [N, 3z, h, w]."""
+    from ddmi_lite.latent_diffusion import LatentPosterior
+
+    surface = encoder_input(data, torch.arange(len(data)), n_surface=n_surface, surface_noise=surface_noise, seed=seed)
+    mean, std = encode_means(vae, surface, batch_size=batch_size)
+    return LatentPosterior(triplane_to_image(mean), triplane_to_image(std))
+
+
+__all__ = ["BOX", "PLANE_ORDER", "ShapeVAEConfig", "ShapeTensors", "build_shape_vae", "shape_data_root",
+           "load_shape_split", "spread_index", "make_batch", "encoder_input", "budgeted_resume", "train_shape_vae", "load_or_train_shape_vae",
+           "to_unit_coords", "encode_means", "occupancy_logits", "dense_occupancy", "occupancy_of_latent",
+           "meshes_from_logits", "uniform_point_logits", "reconstruction_iou", "surface_clouds", "triplane_to_image", "image_to_triplane",
+           "encode_posterior_images"]
