@@ -31,7 +31,7 @@ from ddmi_lite.configs import LDMConfig
 from ddmi_lite.diffusion import LatentDiffusion, Schedule
 from ddmi_lite.errors import DDMIError
 from ddmi_lite.sampling import SAMPLERS
-from ddmi_lite.train import TrainConfig, TrainResult, train
+from ddmi_lite.train import TrainConfig, TrainResult, spent_budget, train
 from ddmi_lite.unet import UNet
 
 # LDMConfig fields that define the trained model (sampling / evaluation sizes may change freely)
@@ -198,17 +198,14 @@ def load_or_train_ldm(vae, posterior: LatentPosterior, cfg: LDMConfig, *, ckpt_p
     if ckpt_path is not None and checkpoint_exists(ckpt_path):
         record = json.loads(checkpoint_files(ckpt_path)[1].read_text(encoding="utf-8"))
         meta = record.get("meta", record)  # the sidecar JSON wraps the training state's meta
-        extra = meta.get("extra") or {}
         if meta.get("config", {}).get("run", {}).get("vae_fingerprint") != vae_id:
             print(f"[latent diffusion] {ckpt_path} was trained on another VAE's latents: training afresh")
             resume = False
-        elif cfg.max_time_s is not None:
-            # the time budget counts over every call: a run that spent it is finished
-            spent = float(extra.get("total_time_s", 0.0)) if isinstance(extra, dict) else 0.0
-            left = cfg.max_time_s - spent
+        elif cfg.max_time_s is not None:  # the time budget counts over every call
+            left, step = spent_budget(ckpt_path, cfg.max_time_s)
             run_cfg = dataclasses.replace(cfg, max_time_s=max(left, 1e-3))
             if left <= 0.02 * cfg.max_time_s:
-                run_cfg = dataclasses.replace(run_cfg, steps=int(meta["step"]))  # reuse as is
+                run_cfg = dataclasses.replace(run_cfg, steps=step)  # a run that spent its budget is finished
     result = train_ldm(ldm, posterior.mean, posterior.std, run_cfg, device=device, ckpt_path=ckpt_path, seed=seed,
                        progress=progress, run_config={"vae_fingerprint": vae_id}, resume=resume)
     model = result.ema.model if result.ema is not None else ldm

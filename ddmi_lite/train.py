@@ -326,3 +326,24 @@ def train(model: torch.nn.Module, loss_fn: Callable, batch_fn: Callable, cfg: Tr
     wall = time.perf_counter() - t0
     save(done, total_before + wall)
     return TrainResult(history, done, wall, resumed_from, stopped_early, ema, total_before + wall)
+
+
+def spent_budget(ckpt_path, max_time_s: float | None) -> tuple[float | None, int | None]:
+    """Training time left of a budget that counts over every call, and the checkpoint's step.
+
+    Notebooks call ``train`` again on every run; a run that a previous call already stopped at its
+    ``max_time_s`` is finished, not to be extended by another full budget. Returns ``(None, None)``
+    without a checkpoint or a budget, else ``(seconds left, stored step)``.
+    """
+    import json
+
+    from ddmi_lite.checkpoint import checkpoint_exists, checkpoint_files
+
+    if max_time_s is None or ckpt_path is None or not checkpoint_exists(ckpt_path):
+        return None, None
+    record = json.loads(checkpoint_files(ckpt_path)[1].read_text(encoding="utf-8"))
+    meta = record.get("meta", record)
+    extra = meta.get("extra") or {}
+    spent = float(extra.get("total_time_s", 0.0)) if isinstance(extra, dict) else 0.0
+    return max_time_s - spent, int(meta.get("step", 0))
+

@@ -31,7 +31,7 @@ import time
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from matplotlib.ticker import FuncFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator
 
 from ddmi_lite import resolve_device, seed_everything
 from ddmi_lite.configs import image_vae_config, ldm_config
@@ -197,7 +197,8 @@ fig.tight_layout(); fig.savefig(out / "nearest_neighbours.png", dpi=120); plt.sh
 # `n_sweep` samples (fewer than above, so these FDs sit higher than section 3's; the floor line
 # is computed at the same size). NFE counts network evaluations per sample: DDPM (ancestral),
 # DDIM (η = 0, the reference's sampler), DPM-Solver++(2M) and EDM's Heun (two evaluations per
-# step). Times are for sampling latents only; decoding costs the same for all of them.
+# step). Times are wall-clock seconds for sampling latents on this machine (noisy when the CPU is
+# shared); decoding costs the same for every sampler.
 
 # %%
 rows = sweep_samplers(ldm, vae, feature_net, real, cfg.sweep, n=cfg.n_sweep, seed=SEED,
@@ -219,8 +220,10 @@ axes[0].set_ylabel(f"FD vs held-out ({cfg.n_sweep} samples)"); axes[0].legend(fo
 axes[1].set_xscale("log"); axes[1].set_yscale("log"); axes[1].set_xlabel("NFE")
 axes[1].set_ylabel("ms per image (latent sampling)")
 for ax in axes:
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+    for axis in (ax.xaxis, ax.yaxis):  # ticks at 1, 2, 5 × 10^k, printed as plain numbers
+        axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        axis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
 fig.tight_layout(); fig.savefig(out / "samplers.png", dpi=120); plt.show()
 
 # %%
@@ -257,8 +260,10 @@ metrics
 #   readout on any grid — 32² for scoring, 128² to show the continuous representation.
 # * Scores use FD on ddmi_lite features (a contrastively trained `FeatureNet`, not Inception), with
 #   the floor (training vs held-out emoji), VAE reconstructions, prior decodes and the noise
-#   ceiling on the same plot, at the same number of images.
-# * The nearest-neighbour distances compare samples with unseen real emoji: samples that were
-#   copies of training images would sit far closer to the training set than held-out ones.
-# * The sweep puts every sampler on one axis of network evaluations: the higher-order solvers
-#   reach the quality of long DDIM / DDPM runs in a fraction of the evaluations.
+#   ceiling on the same plot, at the same number of images. The VAE reconstructions bound what a
+#   latent model can reach; the prior decodes show how much the diffusion model adds.
+# * The nearest-neighbour distances compare samples with unseen real emoji: samples copied from
+#   the training set would sit far closer to it than held-out emoji do.
+# * The sweep puts every sampler on one axis of network evaluations: the deterministic
+#   second-order solvers (DPM-Solver++(2M), Heun) need far fewer evaluations than DDIM for the
+#   same FD, and ancestral DDPM is by far the most expensive.

@@ -44,7 +44,8 @@ def test_batch_targets_are_the_pixels_at_their_coordinates():
 def overfit():
     """A small D2C-VAE overfitted to 8 emoji with the multi-scale targets."""
     imgs32, imgs48, imgs64 = (load_emoji(r, "train")[:8] for r in (32, 48, 64))
-    cfg = image_vae_config("smoke", steps=400, batch_size=8, lr=3e-3, warmup_steps=20, hflip=False, beta_max=1e-5)
+    cfg = image_vae_config("smoke", steps=400, batch_size=8, lr=3e-3, warmup_steps=20, hflip=False, beta_max=1e-5,
+                             multiscale_probs=(0.2, 0.2, 0.6))  # the 2× path is what the render test reads
     cfg.net.ch, cfg.net.z_channels, cfg.net.pe_channels, cfg.hidden = 32, 16, 32, 64
     torch.manual_seed(0)
     vae = build_image_vae(cfg)
@@ -84,3 +85,12 @@ def test_psnr_reference_values():
     a = torch.zeros(2, 3, 4, 4)
     b = torch.full((2, 3, 4, 4), 0.1)
     assert torch.allclose(psnr(a, b), torch.full((2,), 20.0))
+
+
+def test_a_run_stopped_by_its_budget_is_reused_not_extended(tmp_path):
+    from ddmi_lite.domains.image import load_or_train_image_vae
+    cfg = image_vae_config("smoke", steps=10_000, max_time_s=2.0)
+    _, first = load_or_train_image_vae(cfg, ckpt_path=tmp_path / "vae", progress=False)
+    _, again = load_or_train_image_vae(cfg, ckpt_path=tmp_path / "vae", progress=False)
+    assert first.stopped_early and 0 < first.steps_done < 10_000
+    assert again.steps_done == first.steps_done and again.resumed_from == first.steps_done

@@ -213,8 +213,9 @@ def train_image_vae(vae: D2CVAE, cfg: ImageVAEConfig, pyramid: dict[int, torch.T
 
 
 def _config_dict(cfg) -> dict:
+    """The config a checkpoint is checked against on resume (the length and budget may change)."""
     from dataclasses import asdict
-    return asdict(cfg)
+    return {k: v for k, v in asdict(cfg).items() if k not in ("steps", "max_time_s")}
 
 
 def load_or_train_image_vae(cfg: ImageVAEConfig, *, ckpt_path, device="cpu", seed: int = 0,
@@ -225,7 +226,11 @@ def load_or_train_image_vae(cfg: ImageVAEConfig, *, ckpt_path, device="cpu", see
     checkpoint was reused as is (notebooks say so).
     """
     from ddmi_lite.data import load_emoji
+    from ddmi_lite.train import spent_budget
 
+    left, step = spent_budget(ckpt_path, cfg.max_time_s)
+    if left is not None:  # the budget counts over every call: a run that spent it is finished
+        cfg = replace(cfg, max_time_s=max(left, 1e-3), steps=step if left <= 0.02 * cfg.max_time_s else cfg.steps)
     vae = build_image_vae(cfg).to(device)
     larger = [load_emoji(r, "train") for r in (48, 64)] if cfg.multiscale else []
     pyramid = build_pyramid(load_emoji(cfg.resolution, "train"), *larger)
