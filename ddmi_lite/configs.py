@@ -250,8 +250,9 @@ def text_to_shape_config(profile: str = "cpu", **overrides):
     """Caption-conditioned LDM on the shape latents, the caption encoder, guidance sweep and classifier.
 
     The paper's text encoder is not known (reference §2); ours is a 2-layer Transformer over the
-    captions' words, trained jointly with the denoiser. ``cpu``: 4 minutes of joint training,
-    100 held-out captions × 4 guidance weights.
+    captions' words, trained jointly with the denoiser. ``cpu``: 1,000 steps of joint training
+    (168 s with one thread, capped at 4 minutes), a 300-step attribute classifier, 100 held-out
+    captions × 4 guidance weights; notebook 07 ran in 6 minutes (one thread), 06 in 11.
     """
     from ddmi_lite.domains.shape_attributes import AttributeClassifierConfig
     from ddmi_lite.domains.text_to_shape import TextToShapeConfig

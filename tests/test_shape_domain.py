@@ -50,8 +50,8 @@ def test_vae_shapes_and_loss_is_a_sum_over_points(root):
     out = vae(batch["x"], batch["coords"], sample=False)
     assert out.z.shape == (2, 3, 8, 8, 8)
     assert [tuple(f.shape) for f in out.fields] == [(2, 3, 16, 8, 8), (2, 3, 16, 16, 16), (2, 3, 16, 32, 32)]
-    loss, logs = vae.loss(batch["x"], batch["coords"], batch["target"], beta=0.0,
-                          generator=torch.Generator().manual_seed(3))
+    _, logs = vae.loss(batch["x"], batch["coords"], batch["target"], beta=0.0,
+                       generator=torch.Generator().manual_seed(3))
     sampled = vae(batch["x"], batch["coords"], generator=torch.Generator().manual_seed(3))  # same z
     bce = torch.nn.functional.binary_cross_entropy_with_logits(sampled.out.detach(), batch["target"], reduction="none")
     assert logs["rec"] == pytest.approx(float(bce.sum() / 2), rel=1e-4)  # Σ over points, mean over batch
@@ -87,8 +87,22 @@ def test_spread_index_covers_categories():
     assert sorted(spread_index(cats, 20).tolist()) == list(range(9))
 
 
-def test_budgeted_resume(tmp_path):
+def test_budgeted_resume(tmp_path, root):
     assert budgeted_resume(tmp_path / "none", 100, 60.0) == (100, 60.0, True)
+    data = load_shape_split(root, "train")
+    cfg = ShapeVAEConfig(net=TriplaneConfig(point_hidden=8, point_blocks=1, plane_channels=4, plane_resolution=8, ch=4,
+                                            ch_mult=(1, 2), z_channels=2, pe_channels=4, n_scales=2,
+                                            cross_resolutions=(), attention_resolutions=()),
+                         hidden=8, n_surface=32, n_query=32, steps=3, batch_size=2)
+    ckpt = tmp_path / "vae"
+    result = train_shape_vae(build_shape_vae(cfg), cfg, data, ckpt_path=ckpt, progress=False)
+    spent = result.total_time_s
+    assert budgeted_resume(ckpt, 10, None) == (10, None, True)
+    assert budgeted_resume(ckpt, 10, spent * 0.5) == (3, spent * 0.5, True)  # budget spent: reuse step 3
+    steps, left, resume = budgeted_resume(ckpt, 10, spent + 100.0)
+    assert steps == 10 and resume and left == pytest.approx(100.0)
+    assert budgeted_resume(ckpt, 10, None, {"n_train": len(data)})[2]
+    assert budgeted_resume(ckpt, 10, None, {"n_train": len(data) + 1}) == (10, None, False)
 
 
 def test_presets_are_consistent():

@@ -102,8 +102,8 @@ def test_guidance_zero_equals_the_conditional_model():
 
 def test_text_ldm_loss_and_sampling_shapes():
     torch.manual_seed(2)
-    model, cfg = _tiny_model()
-    loss, logs = model.loss(torch.randn(3, 12, 4, 4), CAPTIONS, p_uncond=0.5)
+    model, _ = _tiny_model()
+    loss, _ = model.loss(torch.randn(3, 12, 4, 4), CAPTIONS, p_uncond=0.5)
     loss.backward()
     assert torch.isfinite(loss) and model.text.tokens.weight.grad is not None
     z = model.sample(CAPTIONS[:2], guidance=1.0, steps=3, generator=torch.Generator().manual_seed(0))

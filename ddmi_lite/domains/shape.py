@@ -127,7 +127,10 @@ def load_shape_split(root, split: str = "train", *, limit: int | None = None) ->
     for category, oid in items:
         folder = ds.root / category / oid
         p, c = load_points_npz(folder / "points.npz"), load_pointcloud_npz(folder / "pointcloud.npz")
-        pts.append(p["points"]), occ.append(p["occupancies"]), surf.append(c["points"]), n_uni.append(p["n_uniform"])
+        pts.append(p["points"])
+        occ.append(p["occupancies"])
+        surf.append(c["points"])
+        n_uni.append(p["n_uniform"])
     if len({len(p) for p in pts}) != 1 or len({len(s) for s in surf}) != 1 or len(set(n_uni)) != 1:
         raise DDMIError(f"objects of {root} ({split}) hold different numbers of points; expected one layout")
     captions = [list((ds.captions or {}).get(oid, [])) for _, oid in items]
@@ -186,28 +189,28 @@ def budgeted_resume(ckpt_path, steps: int, max_time_s: float | None, run: dict |
     * no checkpoint → as asked;
     * the checkpoint's ``run`` entries differ from ``run`` (e.g. another VAE's fingerprint) → train
       afresh (``resume=False``);
-    * ``max_time_s`` counts over every call: the time left is the budget minus the time already
-      spent, and a run that spent (98 % of) it is reused as is (``steps`` = its step).
+    * ``max_time_s`` counts over every call (:func:`ddmi_lite.train.spent_budget`): the time left is
+      the budget minus the time already spent, and a run that spent (98 % of) it is reused as is
+      (``steps`` = its step).
     """
     import json
 
     from ddmi_lite.checkpoint import checkpoint_exists, checkpoint_files
+    from ddmi_lite.train import spent_budget
 
     if ckpt_path is None or not checkpoint_exists(ckpt_path):
         return steps, max_time_s, True
-    record = json.loads(checkpoint_files(ckpt_path)[1].read_text(encoding="utf-8"))
-    meta = record.get("meta", record)
-    stored = meta.get("config", {}).get("run", {})
-    if any(stored.get(k) != v for k, v in (run or {}).items()):
-        print(f"[{Path(ckpt_path).name}] the checkpoint was trained on other inputs: training afresh")
-        return steps, max_time_s, False
-    if max_time_s is None:
-        return steps, None, True
-    extra = meta.get("extra") or {}
-    spent = float(extra.get("total_time_s", 0.0)) if isinstance(extra, dict) else 0.0
-    left = max_time_s - spent
+    if run:
+        record = json.loads(checkpoint_files(ckpt_path)[1].read_text(encoding="utf-8"))
+        stored = record.get("meta", record).get("config", {}).get("run", {})
+        if any(stored.get(k) != v for k, v in run.items()):
+            print(f"[{Path(ckpt_path).name}] the checkpoint was trained on other inputs: training afresh")
+            return steps, max_time_s, False
+    left, step = spent_budget(ckpt_path, max_time_s)
+    if left is None:
+        return steps, max_time_s, True
     if left <= 0.02 * max_time_s:
-        return min(steps, int(meta["step"])), max_time_s, True
+        return min(steps, step), max_time_s, True
     return steps, max(left, 1e-3), True
 
 
@@ -267,7 +270,8 @@ def encode_means(vae: D2CVAE, surface: torch.Tensor, *, batch_size: int = 64) ->
     device, means, stds = _device_of(vae), [], []
     for start in range(0, len(surface), batch_size):
         post = vae.encode(surface[start:start + batch_size].to(device))
-        means.append(post.mean.float().cpu()), stds.append(post.std.float().cpu())
+        means.append(post.mean.float().cpu())
+        stds.append(post.std.float().cpu())
     return torch.cat(means), torch.cat(stds)
 
 
@@ -304,7 +308,10 @@ def occupancy_of_latent(vae: D2CVAE, z: torch.Tensor, resolution: int = 32, *, s
     device = _device_of(vae)
     with torch.no_grad():
         fields = vae.decode(z[None].to(device))
-        fn = lambda p: vae.query(fields, to_unit_coords(p)[None], scale_mask=scale_mask)[0, :, 0]  # noqa: E731
+
+        def fn(points: torch.Tensor) -> torch.Tensor:  # ONet points [n, 3] → logits [n]
+            return vae.query(fields, to_unit_coords(points)[None], scale_mask=scale_mask)[0, :, 0]
+
         return geo.evaluate_occupancy(fn, resolution, device=device)
 
 
