@@ -9,7 +9,7 @@ PROFILE ?= cpu
 ONLY ?=
 DEVICE ?= auto
 
-.PHONY: all install data test reproduce lab clean distclean
+.PHONY: all install data test reproduce lab clean distclean browser-deps test-browser
 
 all: test
 
@@ -39,6 +39,16 @@ lab: install
 	JUPYTER_CONFIG_PATH="$(CURDIR)/.jupyter$${JUPYTER_CONFIG_PATH:+:$$JUPYTER_CONFIG_PATH}" \
 	$(VENV)/bin/jupyter lab --ServerApp.root_dir="$(CURDIR)" --FileContentsManager.preferred_dir=notebooks \
 	  $(if $(filter 0,$(shell id -u)),--allow-root)
+
+# The end-to-end browser test (tests/browser, skipped by `make test`): JupyterLab on 127.0.0.1
+# driven by Debian's headless Chromium through the Python package playwright (no browser download).
+browser-deps: install
+	command -v chromium-headless-shell >/dev/null 2>&1 || command -v chromium >/dev/null 2>&1 || { \
+	  apt-get update -qq && { apt-get install -y -qq chromium-headless-shell || apt-get install -y -qq chromium; }; }
+	$(PY) -c "import playwright" 2>/dev/null || $(PY) -m pip install -q playwright
+
+test-browser: browser-deps data
+	DDMI_BROWSER_TEST=1 $(PY) -m pytest -q tests/browser
 
 clean:
 	rm -rf runs .pytest_cache .hypothesis

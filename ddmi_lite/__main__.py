@@ -1,7 +1,8 @@
 """Command line: ``python -m ddmi_lite {reproduce,data}`` (also installed as ``ddmi-lite``).
 
 ``reproduce`` executes the notebooks under a profile and writes ``runs/<profile>/report.md``
-(see :mod:`ddmi_lite.reproduce`); ``data`` prepares the offline default datasets under ``data/``.
+(see :mod:`ddmi_lite.reproduce`); ``data`` prepares the offline default datasets under ``data/``;
+``bench`` times every stage against the device's matmul peak (see :mod:`ddmi_lite.bench`).
 """
 
 from __future__ import annotations
@@ -16,12 +17,12 @@ from ddmi_lite.errors import DDMIError
 PROG = "ddmi-lite"
 
 
-DATASETS = ("emoji", "shapes")
+DATASETS = ("emoji", "shapes", "video", "views")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="DDMI-lite: reproduce the paper's experiments.")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{reproduce,data}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{reproduce,data,bench}")
 
     rep = commands.add_parser("reproduce", help="execute the notebooks under a profile and write the report")
     rep.add_argument("--profile", default="cpu", help=f"one of {', '.join(PROFILES)} (default: cpu)")
@@ -40,7 +41,25 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
     data.add_argument("--only", nargs="+", choices=DATASETS, default=list(DATASETS),
                       help=f"datasets to prepare (default: all of {', '.join(DATASETS)})")
+    bench = commands.add_parser("bench", help="time every stage, FLOP/s against the matmul peak, peak memory")
+    bench.add_argument("--profile", default="cpu", help=f"one of {', '.join(PROFILES)} (default: cpu)")
+    bench.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:<index> (default: auto)")
+    bench.add_argument("--out", default=None, help="JSON path (default: runs/<profile>/bench.json; a PNG beside it)")
+    bench.add_argument("--no-progress", dest="progress", action="store_false", help="print nothing per stage")
     return parser
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from ddmi_lite.bench import bench_main
+
+    try:
+        check_profile(args.profile)
+        path = bench_main(args.profile, args.device, args.out, progress=args.progress)
+    except DDMIError as err:
+        _error(str(err))
+        return 2
+    print(f"bench written to {path}")
+    return 0
 
 
 def _error(message: str) -> None:
@@ -53,6 +72,8 @@ def _reproduce(args: argparse.Namespace) -> int:
     try:  # argument errors first, before anything runs
         check_profile(args.profile)
         reproduce.select_notebooks(args.only)
+        from ddmi_lite.device import resolve_device
+        resolve_device(args.device)  # an unknown or unavailable device fails before any notebook
     except DDMIError as err:
         _error(str(err))
         return 2
@@ -73,6 +94,15 @@ def _data(args: argparse.Namespace) -> int:
     from ddmi_lite.data import prepare_emoji, prepare_shapes
 
     preparers = {"emoji": prepare_emoji, "shapes": prepare_shapes}
+    from ddmi_lite.data import prepare_moving_emoji
+
+    preparers["video"] = prepare_moving_emoji  # moving-emoji clips (2,000 + 200 of 16 × 32², ~15 s)
+    from ddmi_lite.configs import nerf_data_settings
+    from ddmi_lite.data import prepare_views
+
+    views = {k: v for k, v in nerf_data_settings("cpu").items() if k != "data_root"}
+    preparers["views"] = lambda **kw: prepare_views(n_objects=views["n_objects"], views=views["views"],
+                                                    size=views["size"], **kw)  # the NeRF collection (~20 s)
     for name in args.only:
         try:
             path = preparers[name](force=args.force, progress=args.progress)
@@ -86,6 +116,8 @@ def _data(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m ddmi_lite`` and the ``ddmi-lite`` script; returns the exit code."""
     args = build_parser().parse_args(argv)
+    if args.command == "bench":
+        return _bench(args)
     if args.command == "reproduce":
         return _reproduce(args)
     return _data(args)

@@ -16,6 +16,14 @@ the new weights next to the *old* JSON, whose sha256 no longer matches, and load
 fails with a clear message instead of silently pairing mismatched files. A crash before the
 first replace leaves the previous checkpoint intact.
 
+Interrupted saves. Before replacing an existing checkpoint, :func:`save_checkpoint` hard-links
+the current pair to ``<stem>.prev.safetensors`` / ``<stem>.prev.json`` and removes that backup
+once both new files are in place. A process killed between the two replaces therefore leaves
+the complete previous pair beside the mismatched one, and :func:`load_checkpoint` falls back to
+it (with a warning): a reader gets the last complete checkpoint or a :class:`DDMIError`, never
+a mix of two saves or a truncated file. Temp files left by a killed writer are ignored by the
+loader and removed by the next save. One writer per checkpoint stem is assumed.
+
 Training state. :func:`save_training_state` flattens the optimiser state to tensors named
 ``optim.state.<param_idx>.<key>`` (plus JSON for ``param_groups``), the model to
 ``model.<name>`` and an EMA to ``ema.shadow.<name>``, so a resumed run continues bit-exactly.
@@ -28,6 +36,7 @@ import hashlib
 import json
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -55,6 +64,12 @@ def checkpoint_exists(path: str | os.PathLike) -> bool:
     """True when both files of the checkpoint ``path`` exist (their contents are not checked)."""
     weights, sidecar = checkpoint_files(path)
     return weights.is_file() and sidecar.is_file()
+
+
+def backup_files(path: str | os.PathLike) -> tuple[Path, Path]:
+    """The pair kept while a save replaces ``path``: ``<stem>.prev.safetensors`` / ``.prev.json``."""
+    weights, _ = checkpoint_files(path)
+    return checkpoint_files(str(weights)[: -len(".safetensors")] + ".prev")
 
 
 def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
@@ -120,9 +135,55 @@ def save_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], m
         "meta": json.loads(meta_text),
     }
     weights.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(weights, blob)  # weights first ...
-    atomic_write(sidecar, (json.dumps(record, indent=1) + "\n").encode())  # ... JSON last
+    _remove_stale_temps(weights, sidecar)
+    prev_weights, prev_sidecar = backup_files(weights)
+    keep_old = weights.is_file() and sidecar.is_file()
+    if keep_old and prev_sidecar.is_file():
+        # the previous save was interrupted: keep its backup unless the current pair is complete
+        try:
+            _verified(weights, sidecar)
+        except DDMIError:
+            keep_old = False
+    replaced = False
+    try:
+        if keep_old:  # the complete current pair survives a kill between the two replaces below
+            _link_or_copy(weights, prev_weights)
+            _link_or_copy(sidecar, prev_sidecar)
+        atomic_write(weights, blob)  # weights first ...
+        replaced = True
+        atomic_write(sidecar, (json.dumps(record, indent=1) + "\n").encode())  # ... JSON last
+    except BaseException:  # an error in this process (disk full, Ctrl-C): put the old pair back
+        if keep_old:
+            try:
+                if replaced:
+                    os.replace(prev_weights, weights)
+                for file in (prev_sidecar, prev_weights):
+                    file.unlink(missing_ok=True)
+            except OSError:
+                pass  # the backup stays; load_checkpoint falls back to it
+        raise
+    for file in (prev_sidecar, prev_weights):  # both new files are in place: drop the backup
+        file.unlink(missing_ok=True)
     return weights.with_name(weights.name[: -len(".safetensors")])
+
+
+def _remove_stale_temps(*targets: Path) -> None:
+    """Delete the temp files a killed :func:`atomic_write` left beside ``targets``."""
+    for target in targets:
+        for stale in target.parent.glob(f".{target.name}.*.tmp"):
+            stale.unlink(missing_ok=True)
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    """Atomically make ``target`` a hard link to (or, where links fail, a copy of) ``source``."""
+    tmp = target.with_name(f".{target.name}.link.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(source, tmp)
+        os.replace(tmp, target)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        atomic_write(target, source.read_bytes())
 
 
 # ----------------------------------------------------------------------------- load
@@ -145,18 +206,8 @@ def _refuse_foreign_file(given: Path) -> None:
                     f"checkpoints (<stem>.safetensors + <stem>.json) and never unpickles files")
 
 
-def load_checkpoint(path: str | os.PathLike, *, device: str | torch.device = "cpu",
-                    ) -> tuple[dict[str, torch.Tensor], dict]:
-    """Verify and load a checkpoint: returns ``(tensors, meta)``; never unpickles anything.
-
-    Checks, in order: both files exist, the JSON has our format tag, the weights file is not a
-    pickle, its size and sha256 match the JSON, it parses as safetensors, and the tensor list
-    matches the JSON. Any failure raises :class:`DDMIError` naming the file.
-    """
-    given = Path(os.fspath(path))
-    weights, sidecar = checkpoint_files(path)
-    if given.is_file() and given not in (weights, sidecar):
-        _refuse_foreign_file(given)
+def _verified(weights: Path, sidecar: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """Read and check one pair: ``(tensors on CPU, record)``, or :class:`DDMIError` naming the file."""
     for file in (sidecar, weights):
         if not file.is_file():
             raise DDMIError(f"checkpoint file {file} does not exist; expected the pair "
@@ -194,7 +245,41 @@ def load_checkpoint(path: str | os.PathLike, *, device: str | torch.device = "cp
         bad = sorted(set(found) ^ set(listed) | {n for n in found if listed.get(n) != found[n]})
         raise DDMIError(f"checkpoint {weights}: tensors differ from the list in {sidecar.name}: "
                         f"{bad[:10]}")
+    meta = record.get("meta", {})
+    if not isinstance(meta, dict):
+        raise DDMIError(f"checkpoint {sidecar}: 'meta' must be a JSON object, got "
+                        f"{type(meta).__name__}")
+    return tensors, record
+
+
+def load_checkpoint(path: str | os.PathLike, *, device: str | torch.device = "cpu",
+                    ) -> tuple[dict[str, torch.Tensor], dict]:
+    """Verify and load a checkpoint: returns ``(tensors, meta)``; never unpickles anything.
+
+    Checks, in order: both files exist, the JSON has our format tag, the weights file is not a
+    pickle, its size and sha256 match the JSON, it parses as safetensors, and the tensor list
+    matches the JSON. When the pair fails a check and the backup of an interrupted save
+    (``<stem>.prev.*``, see :func:`backup_files`) passes them, that last complete checkpoint is
+    loaded with a warning; otherwise :class:`DDMIError` names the file.
+    """
+    given = Path(os.fspath(path))
+    weights, sidecar = checkpoint_files(path)
+    if given.is_file() and given not in (weights, sidecar):
+        _refuse_foreign_file(given)
     dev = resolve_device(device)
+    try:
+        tensors, record = _verified(weights, sidecar)
+    except DDMIError as err:
+        prev_weights, prev_sidecar = backup_files(weights)
+        if not (prev_weights.is_file() and prev_sidecar.is_file()):
+            raise
+        try:
+            tensors, record = _verified(prev_weights, prev_sidecar)
+        except DDMIError:
+            raise err from None
+        warnings.warn(f"{err}; loaded the last complete "
+                      f"checkpoint {prev_weights.name} + {prev_sidecar.name} instead",
+                      RuntimeWarning, stacklevel=2)
     if dev.type != "cpu":
         tensors = {n: t.to(dev) for n, t in tensors.items()}
     return tensors, record.get("meta", {})

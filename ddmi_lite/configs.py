@@ -270,3 +270,242 @@ def text_to_shape_config(profile: str = "cpu", **overrides):
         cfg = TextToShapeConfig(ldm=ldm, text_dim=128, text_layers=3, cond_dim=128, n_eval=240,
                                 classifier=AttributeClassifierConfig(steps=3000, batch_size=64))
     return _apply(cfg, overrides, "TextToShapeConfig")
+
+
+# ----------------------------------------------------------------------------------------------
+# ablation study (notebook 10): weight generation vs basis fields, single vs multi-scale, readout wiring
+def ablation_config(profile: str = "cpu", **overrides):
+    """Ablation table preset: 5 rows × 2 seeds × 2 domains of stage 1, one LDM per row and domain.
+
+    Every row trains for the same steps and batch (no time budget, so the budget is equal by
+    construction); the nets are smaller than notebooks 03/06 so the whole table fits about 25
+    minutes on two cores. Measured with one (shared) thread: an image row ≈ 0.08–0.12 s per step
+    of 16 (the weight-generation baseline 0.04 s), a shape row ≈ 0.25–0.43 s per step of 16 with
+    512 query points (baseline 0.15 s). ``cpu``: 600 image steps, 250 shape steps, LDMs of
+    400 / 300 steps; 466 held-out emoji for PSNR and 466 samples for FD, 96 held-out shapes for IoU
+    and 32 + 32 clouds of 256 points for MMD / COV (notebooks 05 / 06 use 2,000 samples and 48 clouds
+    of 512 points).
+    """
+    from dataclasses import replace as _replace
+
+    from ddmi_lite.ablations import AblationConfig
+    from ddmi_lite.baselines import WeightGenConfig
+    from ddmi_lite.nets.conv2d import Conv2dConfig
+
+    check_profile(profile)
+    if profile == "smoke":
+        image = image_vae_config("smoke", multiscale=False, scale_cond=False, steps=2, batch_size=4, warmup_steps=1)
+        shape = shape_vae_config("smoke", steps=2, batch_size=4, n_query=128, n_surface=128, warmup_steps=1)
+        image_ldm = ldm_config("smoke", steps=3, batch_size=8, warmup_steps=1, hflip=False, sample_steps=3)
+        shape_ldm = shape_ldm_config("smoke", steps=3, batch_size=8, warmup_steps=1, sample_steps=3)
+        cfg = AblationConfig(image=image, shape=shape, image_ldm=image_ldm, shape_ldm=shape_ldm,
+                             weightgen=WeightGenConfig(hidden=32, n_layers=3, n_freqs=4),
+                             n_psnr=8, n_fd=16, feature_steps=5, n_iou=4, n_metric=3, n_metric_points=64,
+                             mesh_resolution=12, n_ldm_train=64)
+    elif profile == "cpu":
+        image = image_vae_config("cpu", multiscale=False, scale_cond=False, steps=600, batch_size=16, warmup_steps=30,
+                                 hidden=64, max_time_s=None,
+                                 net=Conv2dConfig(ch=16, ch_mult=(1, 2, 2), num_res_blocks=1, z_channels=8,
+                                                  pe_channels=32, mid_attention=False))
+        shape = shape_vae_config("cpu", steps=250, batch_size=16, n_query=512, n_surface=512, warmup_steps=20,
+                                 max_time_s=None)
+        image_ldm = ldm_config("cpu", model_channels=32, num_res_blocks=1, steps=400, batch_size=64, warmup_steps=20,
+                               ema_decay=0.99, hflip=False, max_time_s=None, sample_steps=20)
+        shape_ldm = shape_ldm_config("cpu", model_channels=32, num_res_blocks=1, steps=300, warmup_steps=20,
+                                     ema_decay=0.99, max_time_s=None, sample_steps=25)
+        cfg = AblationConfig(image=image, shape=shape, image_ldm=image_ldm, shape_ldm=shape_ldm,
+                             weightgen=WeightGenConfig(hidden=64, n_layers=4, n_freqs=6),
+                             n_psnr=466, n_fd=466, feature_steps=ldm_config("cpu").feature_steps, n_iou=96,
+                             n_metric=32, n_metric_points=256, mesh_resolution=24)
+    else:  # gpu: the notebook presets' networks, shorter runs
+        image = image_vae_config("gpu", multiscale=False, scale_cond=False, steps=5000)
+        shape = shape_vae_config("gpu", steps=5000)
+        image_ldm = ldm_config("gpu", steps=10000, hflip=False)
+        shape_ldm = shape_ldm_config("gpu", steps=10000)
+        cfg = AblationConfig(image=image, shape=shape, image_ldm=image_ldm, shape_ldm=shape_ldm,
+                             weightgen=WeightGenConfig(hidden=256, n_layers=6, n_freqs=8),
+                             seeds=(0, 1, 2), n_psnr=466, n_fd=2000, feature_steps=ldm_config("gpu").feature_steps,
+                             n_iou=240, n_metric=128, n_metric_points=1024, mesh_resolution=48)
+    cfg.image, cfg.shape = _replace(cfg.image), _replace(cfg.shape)
+    return _apply(cfg, overrides, "AblationConfig")
+# end of the ablation section
+
+
+# ----------------------------------------------------------------------------------------------
+# NeRF: tri-plane radiance fields from coloured point clouds, latent diffusion on the stacked
+# tri-planes (reference §1.2–1.9 NeRF rows, §3 ``srncars_nerf_3plane``)
+def nerf_data_settings(profile: str = "cpu") -> dict:
+    """Which rendered collection a profile uses: ``{"data_root", "n_objects", "views", "size"}``.
+
+    ``smoke``: 40 objects × 6 views in ``views_smoke`` (under a second). ``cpu`` and ``gpu`` share
+    ``views``: 800 objects × 16 views of 32² (≈ 27,000 files, about 40 s to render once).
+    """
+    check_profile(profile)
+    if profile == "smoke":
+        return {"data_root": "views_smoke", "n_objects": 40, "views": 6, "size": 32}
+    return {"data_root": "views", "n_objects": 800, "views": 16, "size": 32}
+
+
+def nerf_vae_config(profile: str = "cpu", **overrides):
+    """NeRF D2C-VAE preset (reference: PointNet on 64² planes, z 64×16×16 per plane, one 32-channel
+    64² field per plane, MLP 6×256, 256 samples per ray, 5000 rays; here three scales and CFC).
+
+    ``cpu``: the shape preset's tri-plane networks (latent 3×8×8×8, fields at 8/16/32 with 16
+    channels per plane), 8 objects × 192 rays × 24 samples per step (the samples span only the
+    ray's stretch inside the cube). Trials of the same preset with fixed step counts (on a GPU, so
+    that only the step count mattered), held-out PSNR over 48 objects × 4 views: 600 steps of
+    256 rays × 32 samples 20.6 dB, 1,100 steps 21.2; 800 steps of 192 × 24 21.4 dB, 1,500 steps
+    21.8 (SSIM 0.83), with training objects no better (no overfitting at 640 objects). Capped
+    at 6.5 minutes of training."""
+    from ddmi_lite.domains.nerf import NeRFVAEConfig
+    from ddmi_lite.nets.triplane import TriplaneConfig
+
+    data = nerf_data_settings(profile)
+    if profile == "smoke":
+        cfg = NeRFVAEConfig(net=TriplaneConfig(point_hidden=16, point_blocks=2, plane_channels=8, plane_resolution=16,
+                                               ch=8, ch_mult=(1, 2, 2), z_channels=4, pe_channels=8,
+                                               cross_resolutions=(4,), attention_resolutions=(4,), point_features=3),
+                            hidden=32, color_hidden=16, n_points=256, n_rays=64, n_samples=16, steps=20,
+                            batch_size=4, warmup_steps=2, **data)
+    elif profile == "cpu":
+        cfg = NeRFVAEConfig(net=TriplaneConfig(point_hidden=32, point_blocks=4, plane_channels=32, plane_resolution=32,
+                                               ch=16, ch_mult=(1, 2, 2), z_channels=8, pe_channels=16,
+                                               cross_resolutions=(8,), attention_resolutions=(8,), point_features=3),
+                            hidden=64, color_hidden=32, n_points=1024, n_rays=192, n_samples=24, steps=1500,
+                            batch_size=8, lr=2e-3, warmup_steps=50, max_time_s=390.0, **data)
+    else:  # gpu
+        cfg = NeRFVAEConfig(net=TriplaneConfig(point_hidden=128, point_blocks=5, plane_channels=32, plane_resolution=64,
+                                               ch=32, ch_mult=(1, 2, 4), num_res_blocks=2, z_channels=16,
+                                               pe_channels=32, cross_resolutions=(32, 16), attention_resolutions=(16,),
+                                               point_features=3),
+                            hidden=128, color_hidden=64, n_points=2048, n_rays=1024, n_samples=64, steps=30000,
+                            batch_size=16, lr=5e-4, warmup_steps=500, **data)
+    return _apply(cfg, overrides, "NeRFVAEConfig")
+
+
+@dataclass
+class NeRFEvalConfig:
+    """Evaluation sizes of the NeRF notebook."""
+
+    n_heldout: int = 48             # held-out objects scored by PSNR / SSIM
+    views_heldout: int = 4          # of their views each
+    n_train: int = 24               # training objects scored the same way (psnr_train)
+    n_gen: int = 64                 # generated scenes
+    gen_views: int = 2              # random cameras per generated scene for the FD
+    n_fd: int = 128                 # images per FD set (samples, held-out, floor, ceiling)
+    feature_views: int = 4000       # training views the FD feature network learns from
+    feature_steps: int = 200
+    novel_size: int = 48            # side of the novel-view / turntable renders (trained at 32²)
+    gif_frames: int = 16
+    n_show: int = 4                 # scenes per figure row
+    mesh_resolution: int = 40       # density grid per axis for marching cubes
+    mesh_level: float = 10.0        # σ level of the density surface
+
+
+def nerf_eval_config(profile: str = "cpu", **overrides) -> NeRFEvalConfig:
+    """Evaluation sizes per profile (``cpu``: about a minute and a half of rendering and scoring)."""
+    check_profile(profile)
+    if profile == "smoke":
+        cfg = NeRFEvalConfig(n_heldout=3, views_heldout=2, n_train=2, n_gen=3, gen_views=2, n_fd=6, feature_views=24,
+                             feature_steps=3, novel_size=16, gif_frames=3, n_show=2, mesh_resolution=12)
+    elif profile == "cpu":
+        cfg = NeRFEvalConfig()
+    else:
+        cfg = NeRFEvalConfig(n_heldout=200, views_heldout=8, n_train=100, n_gen=500, gen_views=4, n_fd=2000,
+                             feature_views=20000, feature_steps=2000, novel_size=128, gif_frames=36, n_show=6,
+                             mesh_resolution=96)
+    return _apply(cfg, overrides, "NeRFEvalConfig")
+
+
+def nerf_ldm_config(profile: str = "cpu", **overrides) -> LDMConfig:
+    """Latent diffusion on the channel-stacked NeRF tri-planes (reference: 192×16×16, as for shapes).
+    The latents have the shape preset's layout (``cpu``: 24×8×8), so the presets are the shape ones;
+    ``cpu`` caps training at 2.5 minutes."""
+    cfg = shape_ldm_config(profile)
+    if profile == "cpu":
+        cfg = shape_ldm_config(profile, steps=600, max_time_s=150.0, n_samples=64)
+    return _apply(cfg, overrides, "LDMConfig")
+# end of the NeRF section
+
+
+# ----------------------------------------------------------------------------------------------
+# video: D2C-VAE on the planes (xy, xt, yt), latent diffusion on the channel-stacked planes
+# (reference §1.2–1.9 video rows, §3 ``skytimelapse``)
+@dataclass
+class VideoEvalConfig:
+    """Evaluation sizes of the video notebook (reference §4.2: FVD with I3D on 16-frame clips)."""
+
+    n_psnr: int = 200                 # held-out (and training) clips reconstructed for PSNR
+    n_fvd: int = 200                  # clips per set for the Fréchet distances (samples, floor, ceiling)
+    feature_clips: int = 1000         # training clips the 3D feature network learns from
+    feature_steps: int = 300          # its contrastive training steps
+    feature_batch: int = 32
+    n_show: int = 4                   # clips per figure / GIF
+    gif_fps: float = 8.0
+
+
+def video_vae_config(profile: str = "cpu", **overrides):
+    """Video D2C-VAE preset (reference: TimeSformer 384×8, planes xy 64×32², xt / yt 64×16×32, C_pe 64
+    per plane concatenated to 192, readout 256, L1 summed over 16×256², β_max 0.1).
+
+    ``cpu``: 16 frames of 32²; a conv trunk (widths 16/32/32) to 16×8² then attention pooling along
+    each axis gives three 16×8² planes (time planes: 8 rows for 16 frames), fields at 8/16/32 with
+    C_pe 24 per plane, readout width 80; 4,096 supervised points per clip and step, bf16 autocast.
+    Step cost with two threads: 0.18 s (a 5.6 M-parameter variant with widths 32/64/64, C_pe 32 and
+    readout 96: 0.33 s). Learning per step was the same for both in 200-step trials (the summed L1
+    falls about as fast as the image VAE's per pixel), so the smaller one gets ~2,800 steps in a
+    9-minute budget (held-out PSNR on one busy thread: 21.8 dB at 300 steps, 22.9 dB at 750). The encoder's pixel shortcut (nets/video.py) is what lets per-clip colours
+    reach z: without it held-out PSNR sat near the data-set mean (16 dB) for the first few hundred
+    steps.
+    """
+    from ddmi_lite.domains.video import VideoVAEConfig
+    from ddmi_lite.nets.video import VideoNetConfig
+
+    check_profile(profile)
+    if profile == "smoke":
+        cfg = VideoVAEConfig(net=VideoNetConfig(ch=8, z_channels=4, pe_channels=8, pool_heads=2,
+                                                cross_resolutions=(), attention_resolutions=()),
+                             hidden=32, n_train=64, n_query=512, steps=20, batch_size=4, warmup_steps=2)
+    elif profile == "cpu":
+        cfg = VideoVAEConfig(net=VideoNetConfig(ch=16, z_channels=16, pe_channels=24, pool_heads=2), hidden=80,
+                             n_query=4096, steps=2800, batch_size=8, lr=2e-3, warmup_steps=50, precision="bf16",
+                             max_time_s=540.0)
+    else:  # gpu
+        cfg = VideoVAEConfig(net=VideoNetConfig(resolution=64, ch=64, ch_mult=(1, 2, 2, 2), num_res_blocks=2,
+                                                z_channels=16, pe_channels=64, cross_resolutions=(16, 8)),
+                             hidden=256, n_query=16384, steps=20000, batch_size=16, lr=5e-4, warmup_steps=500)
+    return _apply(cfg, overrides, "VideoVAEConfig")
+
+
+def video_ldm_config(profile: str = "cpu", **overrides) -> LDMConfig:
+    """Latent diffusion on the channel-stacked planes [3z, S, S] (reference: a UNet over the three planes
+    with 1D cross-plane attention, 256 channels, DDIM 200 steps). ``latent_scale="auto"``."""
+    check_profile(profile)
+    if profile == "smoke":
+        cfg = LDMConfig(model_channels=16, channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(),
+                        num_heads=2, latent_scale="auto", hflip=True, steps=20, batch_size=16, lr=1e-3, mix_lr=5e-2,
+                        warmup_steps=2, ema_decay=0.9, sampler="ddim", sample_steps=5, n_samples=8, sample_batch=64)
+    elif profile == "cpu":
+        cfg = LDMConfig(model_channels=64, channel_mult=(1, 2), num_res_blocks=2, attention_resolutions=(4,),
+                        latent_scale="auto", hflip=False, steps=1000, batch_size=64, lr=4e-4, mix_lr=5e-2,
+                        warmup_steps=50, ema_decay=0.995, precision="bf16", max_time_s=180.0, sampler="ddim",
+                        sample_steps=50, n_samples=200, sample_batch=100)
+    else:
+        cfg = LDMConfig(model_channels=128, channel_mult=(1, 2, 2), attention_resolutions=(4, 2), latent_scale="auto",
+                        hflip=True, steps=40000, batch_size=128, lr=2e-4, mix_lr=5e-2, warmup_steps=1000,
+                        ema_decay=0.9995, sampler="ddim", sample_steps=100, n_samples=500, sample_batch=250)
+    return _apply(cfg, overrides, "LDMConfig")
+
+
+def video_eval_config(profile: str = "cpu", **overrides) -> VideoEvalConfig:
+    """Evaluation sizes per profile (``cpu``: 200 held-out clips, a 300-step 3D feature network)."""
+    check_profile(profile)
+    if profile == "smoke":
+        cfg = VideoEvalConfig(n_psnr=4, n_fvd=8, feature_clips=32, feature_steps=3, feature_batch=8, n_show=2)
+    elif profile == "cpu":
+        cfg = VideoEvalConfig()
+    else:
+        cfg = VideoEvalConfig(n_fvd=200, feature_clips=2000, feature_steps=2000, feature_batch=64)
+    return _apply(cfg, overrides, "VideoEvalConfig")
+# end of the video section
+# ----------------------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ Conventions (the whole library relies on them):
 
 from __future__ import annotations
 
+import contextlib
 import math
 import operator
 from collections.abc import Sequence
@@ -160,6 +161,54 @@ def _sample(field: torch.Tensor, grid: torch.Tensor, align_corners: bool) -> tor
     return rearrange(out, "(b p) c 1 n -> b p n c", b=b, p=p)  # [B, P, N, C]
 
 
+def _embed_fused(field: torch.Tensor, grid: torch.Tensor, align_corners: bool, aggregate: str) -> torch.Tensor:
+    """One scale's embedding from one ``grid_sample`` call over all planes: ``[B, N, C']``.
+
+    The plane sum is taken in the ``[B, P, C, N]`` layout that ``grid_sample`` returns (a reduction
+    over the outermost axis; nothing to add when P = 1), and the result is returned as a
+    ``[B, N, C]`` view, so no transposed copy is made before the readout.
+    """
+    b, p = field.shape[:2]
+    if grid.shape[0] != b:  # coords shared by the batch (B=1)
+        grid = grid.expand(b, *grid.shape[1:])
+    planes = rearrange(field, "b p c h w -> (b p) c h w")  # [B*P, C, H, W]
+    grid = rearrange(grid.to(field.dtype), "b p n two -> (b p) 1 n two")  # [B*P, 1, N, 2]
+    out = F.grid_sample(planes, grid, mode="bilinear", padding_mode="border", align_corners=align_corners)
+    out = rearrange(out, "(b p) c 1 n -> b p c n", b=b, p=p)  # [B, P, C, N] (a view)
+    if aggregate == "concat":
+        return rearrange(out, "b p c n -> b n (p c)")  # [B, N, P*C]
+    summed = out[:, 0] if p == 1 else out.sum(dim=1)  # Σ_planes, [B, C, N]
+    return summed.transpose(1, 2)  # [B, N, C]
+
+
+_FUSED_DEFAULT = [True]
+
+
+@contextlib.contextmanager
+def per_plane_queries():
+    """Within the block, :func:`query_fields` defaults to ``fused=False`` (for benchmarks)."""
+    _FUSED_DEFAULT[0] = False
+    try:
+        yield
+    finally:
+        _FUSED_DEFAULT[0] = True
+
+
+def _sample_per_plane(field: torch.Tensor, grid: torch.Tensor, align_corners: bool) -> torch.Tensor:
+    """Reference path of :func:`_sample`: one ``grid_sample`` call per plane, ``[B, P, N, C]``.
+
+    Same values as the fused call; kept so benchmarks can time the fused call against it.
+    """
+    b = field.shape[0]
+    if grid.shape[0] != b:
+        grid = grid.expand(b, *grid.shape[1:])
+    grid = grid.to(field.dtype)
+    per_plane = [F.grid_sample(field[:, k], grid[:, k, None], mode="bilinear", padding_mode="border",
+                               align_corners=align_corners)  # [B, C, 1, N]
+                 for k in range(field.shape[1])]
+    return rearrange(torch.stack(per_plane, dim=1), "b p c 1 n -> b p n c")  # [B, P, N, C]
+
+
 def query_plane_fields(field: torch.Tensor, coords: torch.Tensor, layout: str) -> torch.Tensor:
     """Bilinear samples of one scale on each plane: ``[B, P, C, H, W]`` × ``[B, N, D]`` → ``[B, P, N, C]``.
 
@@ -197,6 +246,7 @@ def query_fields(
     *,
     aggregate: str = "sum",
     scale_mask: Sequence[bool | float] | torch.Tensor | None = None,
+    fused: bool | None = None,
 ) -> list[torch.Tensor]:
     """Positional embeddings pˡ(c) of every scale: a list (coarse first) of ``[B, N, C']``.
 
@@ -204,6 +254,9 @@ def query_fields(
     ``"concat"`` (C' = P·C in plane order, video / NeRF); for ``plane`` both give C.
     ``scale_mask`` (one bool/float per scale) multiplies each scale's embedding: 0 switches a
     scale off (exact zeros, nothing is sampled), 1 leaves it untouched.
+    ``fused=True`` (the default) samples all planes of a scale in one ``grid_sample`` call (planes
+    folded into the batch) and sums them in the layout it returns; ``False`` makes one call per
+    plane and sums after a transpose (the slower reference path; same values up to rounding).
     """
     _check_layout(layout)
     _check_aggregate(aggregate)
@@ -225,7 +278,11 @@ def query_fields(
         if weight == 0.0:  # switched off: no sampling needed
             embeddings.append(field.new_zeros(b, n, c_out))
             continue
-        samples = _sample(field, grid, align_corners)  # [B, P, N, C]
+        if _FUSED_DEFAULT[0] if fused is None else fused:
+            emb = _embed_fused(field, grid, align_corners, aggregate)  # [B, N, C']
+            embeddings.append(emb if weight == 1.0 else emb * weight)
+            continue
+        samples = _sample_per_plane(field, grid, align_corners)  # [B, P, N, C]
         if aggregate == "sum":
             emb = samples.sum(dim=1)  # [B, N, C]
         else:

@@ -2,23 +2,27 @@
 
 ``write_report`` gathers ``runs/<profile>/<notebook>/metrics.json`` (written by each notebook),
 ``runs/<profile>/timings.json`` (written by ``reproduce.run_all``) and the PNG figures into
-``runs/<profile>/report.md``, with the environment the run used.
+``runs/<profile>/report.md``, with the environment the run used, an overview of every notebook,
+the ablation table (notebook 10's ``ablation.json``) and the sampler table (the ``fd_<sampler>_<steps>``
+metrics). ``write_report_html`` renders the same report as one self-contained
+``runs/<profile>/report.html``: figures embedded as base64 PNG, no external resources.
 """
 
 from __future__ import annotations
 
+import base64
+import html
 import numbers
 import os
 import platform
+import re
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from ddmi_lite.checkpoint import atomic_write
 from ddmi_lite.configs import check_profile
 from ddmi_lite.errors import DDMIError
-from ddmi_lite.reproduce import (METRICS_FILE, REPORT_FILE, STRING_KEYS, TIMINGS_FILE, _now, _read_json,
-                                 load_metrics, select_notebooks)
-
 
 # --------------------------------------------------------------------------- report
 
@@ -98,6 +102,8 @@ def write_report(
     root = Path(out_root).resolve() / profile
     timings = _read_json(root / TIMINGS_FILE) if (root / TIMINGS_FILE).is_file() else {}
     sections: list[str] = []
+    overview = ["## Overview", "", "| notebook | wall time (s) | metrics | executed notebook |", "| --- | ---: | ---: | --- |"]
+    all_metrics: dict[str, dict] = {}
     total = 0.0
     for source in notebooks:
         name = source.stem
@@ -109,8 +115,13 @@ def write_report(
                 f"`python -m ddmi_lite reproduce --profile {profile} --only {name}` first"
             )
         metrics = load_metrics(metrics_path)
+        all_metrics[name] = metrics
         sections.append(_notebook_section(source, out_dir, root, metrics, timings.get(name, {})))
-        total += float(timings.get(name, {}).get("wall_s", metrics.get("wall_s", 0.0)))
+        wall = float(timings.get(name, {}).get("wall_s", metrics.get("wall_s", 0.0)))
+        total += wall
+        executed = out_dir / f"{name}.ipynb"
+        link = f"[{executed.name}]({_relative(executed, root)})" if executed.is_file() else "not found"
+        overview.append(f"| {name} | {wall:.1f} | {len(metrics) - len(STRING_KEYS)} | {link} |")
     env = environment()
     lines = [f"# DDMI-lite reproduction report — profile `{profile}`", ""]
     if only is not None:
@@ -118,10 +129,135 @@ def write_report(
     lines += ["## Environment", "", "| | |", "| --- | --- |"]
     lines += [f"| {key} | {value} |" for key, value in env.items()]
     lines += [f"| total wall time | {total / 60:.1f} min over {len(notebooks)} notebooks |", ""]
+    lines += overview + [""]
+    lines += _ablation_section(root, all_metrics) + _sampler_section(all_metrics)
     lines += sections
     path = root / REPORT_FILE
     root.mkdir(parents=True, exist_ok=True)
     atomic_write(path, "\n".join(lines).encode("utf-8"))
+    write_report_html(profile, out_root)
+    return path
+
+
+ABLATION_NOTEBOOK = "10_ablations"
+_SAMPLER_KEY = re.compile(r"^fd_(ddpm|ddim|dpmpp_2m|heun)_(\d+)$")
+
+
+def _ablation_section(root: Path, all_metrics: Mapping[str, Mapping]) -> list[str]:
+    """The ablation table from ``10_ablations/ablation.json`` (when that notebook is in the report)."""
+    from ddmi_lite.ablations import claim_verdicts, load_table, table_markdown
+
+    if ABLATION_NOTEBOOK not in all_metrics or not (root / ABLATION_NOTEBOOK / "ablation.json").is_file():
+        return []
+    table = load_table(root / ABLATION_NOTEBOOK)
+    intro = (f"From [{ABLATION_NOTEBOOK}]({ABLATION_NOTEBOOK}/{ABLATION_NOTEBOOK}.ipynb): reconstruction is "
+             "mean ± std over seeds on held-out data; generation scores one LDM per row.")
+    lines = ["## Ablation table", "", intro, "", table_markdown(table), ""]
+    lines += [f"- {v}" for v in claim_verdicts(table)] + [""]
+    return lines
+
+
+def _sampler_section(all_metrics: Mapping[str, Mapping]) -> list[str]:
+    """The sampler table: every ``fd_<sampler>_<steps>`` metric (and its ``sec_per_image_…``) of any notebook."""
+    lines: list[str] = []
+    for name, metrics in all_metrics.items():
+        found = [(m.group(1), int(m.group(2)), k) for k in metrics if (m := _SAMPLER_KEY.match(k))]
+        if not found:
+            continue
+        intro = (f"From {name}: FD of samples from one trained LDM for each sampler and number of steps "
+                 "(same initial noise).")
+        lines += ["## Sampler table", "", intro, "", "| sampler | steps | FD | ms / image |", "| --- | ---: | ---: | ---: |"]
+        for sampler, steps, key in sorted(found):
+            sec = metrics.get(f"sec_per_image_{sampler}_{steps}")
+            ms = format_number(1e3 * sec) if isinstance(sec, numbers.Real) else "—"
+            lines.append(f"| {sampler} | {steps} | {format_number(metrics[key])} | {ms} |")
+        lines.append("")
+    return lines
+
+
+# --------------------------------------------------------------------------- html
+
+
+_INLINE = re.compile(r"!\[([^\]]*)\]\(([^)]+)\)|\[([^\]]+)\]\(([^)]+)\)|`([^`]+)`|\*([^*]+)\*")
+
+
+def _inline(text: str, root: Path) -> str:
+    """Markdown inline markup → HTML: images (embedded as base64), links, code, emphasis."""
+    out, pos = [], 0
+    for m in _INLINE.finditer(text):
+        out.append(html.escape(text[pos:m.start()]))
+        if m.group(2) is not None:  # image: embed the file, never link it
+            out.append(_embedded_image(root / m.group(2), m.group(1)))
+        elif m.group(4) is not None:
+            href = m.group(4)
+            out.append(f'<a href="{html.escape(href)}">{html.escape(m.group(3))}</a>')
+        elif m.group(5) is not None:
+            out.append(f"<code>{html.escape(m.group(5))}</code>")
+        else:
+            out.append(f"<em>{html.escape(m.group(6))}</em>")
+        pos = m.end()
+    out.append(html.escape(text[pos:]))
+    return "".join(out)
+
+
+def _embedded_image(path: Path, alt: str) -> str:
+    if not path.is_file():
+        return f"<em>(missing figure {html.escape(path.name)})</em>"
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def markdown_to_html(text: str, root: Path) -> str:
+    """The subset of markdown the report uses (headings, tables, lists, images, paragraphs) → HTML body."""
+    body, i, lines = [], 0, text.splitlines()
+    while i < len(lines):
+        line = lines[i]
+        if not line.strip():
+            i += 1
+        elif m := re.match(r"^(#{1,6}) (.*)$", line):
+            level = len(m.group(1))
+            body.append(f"<h{level}>{_inline(m.group(2), root)}</h{level}>")
+            i += 1
+        elif line.startswith("|"):
+            rows = []
+            while i < len(lines) and lines[i].startswith("|"):
+                rows.append([c.strip() for c in lines[i].strip().strip("|").split("|")])
+                i += 1
+            head, rest = rows[0], [r for r in rows[1:] if not all(re.fullmatch(r":?-+:?", c) for c in r)]
+            cells = "".join(f"<th>{_inline(c, root)}</th>" for c in head)
+            body.append(f"<table><thead><tr>{cells}</tr></thead><tbody>")
+            for r in rest:
+                body.append("<tr>" + "".join(f"<td>{_inline(c, root)}</td>" for c in r) + "</tr>")
+            body.append("</tbody></table>")
+        elif re.match(r"^[-*] ", line):
+            body.append("<ul>")
+            while i < len(lines) and re.match(r"^[-*] ", lines[i]):
+                body.append(f"<li>{_inline(lines[i][2:], root)}</li>")
+                i += 1
+            body.append("</ul>")
+        else:
+            body.append(f"<p>{_inline(line, root)}</p>")
+            i += 1
+    return "\n".join(body)
+
+
+_STYLE = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;line-height:1.4}"
+          "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:2px 8px;font-size:90%}"
+          "img{max-width:100%}code{background:#f3f3f3}")
+
+
+def write_report_html(profile: str, out_root: str | Path = "runs") -> Path:
+    """``runs/<profile>/report.html`` from ``report.md``: one self-contained file, figures embedded as base64."""
+    check_profile(profile)
+    root = Path(out_root).resolve() / profile
+    source = root / REPORT_FILE
+    if not source.is_file():
+        raise DDMIError(f"{str(source)!r} does not exist; write_report({profile!r}) writes it first")
+    body = markdown_to_html(source.read_text(encoding="utf-8"), root)
+    page = (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>DDMI-lite report — {html.escape(profile)}"
+            f"</title><style>{_STYLE}</style></head><body>\n{body}\n</body></html>\n")
+    path = root / "report.html"
+    atomic_write(path, page.encode("utf-8"))
     return path
 
 
@@ -149,3 +285,16 @@ def _notebook_section(
         link = _relative(figure, root)
         lines += [f"![{figure.stem}]({link})", f"*{link}*", ""]
     return "\n".join(lines)
+
+
+# at the end: reproduce re-exports this module's functions, so either module may be imported first
+from ddmi_lite.reproduce import (
+    METRICS_FILE,
+    REPORT_FILE,
+    STRING_KEYS,
+    TIMINGS_FILE,
+    _now,
+    _read_json,
+    load_metrics,
+    select_notebooks,
+)

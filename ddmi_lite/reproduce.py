@@ -349,4 +349,4 @@ def _now() -> str:
 
 
 
-from ddmi_lite.report import environment, format_number, write_report  # noqa: E402,F401  (re-exported)
+from ddmi_lite.report import environment, format_number, write_report, write_report_html  # noqa: E402,F401  (re-exported)

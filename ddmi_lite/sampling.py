@@ -37,6 +37,7 @@ import torch
 
 from ddmi_lite.diffusion import Schedule
 from ddmi_lite.errors import DDMIError
+from ddmi_lite.validation import check_shape, check_tensor
 
 EpsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -49,15 +50,22 @@ def _noise(shape, generator, device) -> torch.Tensor:
 
 
 def _start(shape, generator, device, x_T) -> torch.Tensor:
+    """x_T: ``shape`` (positive ints) of N(0, I) noise, or the given finite ``x_T`` of that shape."""
+    shape = check_shape(shape)
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise DDMIError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
     if x_T is None:
         return _noise(shape, generator, device)
+    check_tensor(x_T, "x_T", layout=f"{tuple(shape)}")
     if tuple(x_T.shape) != tuple(shape):
         raise DDMIError(f"x_T has shape {tuple(x_T.shape)}; expected {tuple(shape)}")
     return x_T.to(device)
 
 
 def _check_steps(steps: int, schedule: Schedule) -> int:
-    if not isinstance(steps, int) or not 1 <= steps <= schedule.num_timesteps:
+    if not (hasattr(schedule, "num_timesteps") and hasattr(schedule, "alphas_cumprod")):
+        raise DDMIError(f"schedule must be a ddmi_lite.diffusion.Schedule, got {type(schedule).__name__}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= schedule.num_timesteps:
         raise DDMIError(f"steps={steps!r} must be an int in 1..{schedule.num_timesteps}")
     return steps
 
@@ -134,8 +142,8 @@ def ddim(eps_fn: EpsFn, shape, schedule: Schedule, *, steps: int = 50, eta: floa
          device="cpu", x_T=None, callback=None) -> torch.Tensor:
     """DDIM, Song et al. 2021 Eq. 12 on the reference grid; returns x̂_0 at t_next < 0, no clipping."""
     steps = _check_steps(steps, schedule)
-    if eta < 0:
-        raise DDMIError(f"eta={eta} must be >= 0")
+    if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not 0 <= eta < float("inf"):
+        raise DDMIError(f"eta={eta!r} must be a finite number >= 0")
     x = _start(shape, generator, device, x_T)
     times = ddim_timesteps(schedule.num_timesteps, steps)
     for i, (t, t_next) in enumerate(zip(times[:-1], times[1:])):

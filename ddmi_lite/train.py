@@ -12,8 +12,12 @@ Exact resume without storing RNG state: at every step the batch generator is see
 step. Together with the bit-exact optimiser state of :mod:`ddmi_lite.checkpoint`, a run
 interrupted at a checkpoint and resumed ends with the same parameters as an uninterrupted one.
 
-Ready for ``DistributedDataParallel``: the model may be DDP-wrapped (gradient sync only on the
-last micro-batch); logging, progress bars and checkpoints happen on rank 0 only.
+Data parallel under ``torchrun`` (see :mod:`ddmi_lite.distributed`): inside an initialised
+process group the loop wraps the model in ``DistributedDataParallel`` (gradient all-reduce on the
+last micro-batch only), each rank draws its own shard — rank 0 the batch a single process would
+draw, rank r > 0 one from its own seed ``(seed, step, RANK_KEY, r)`` — so the effective batch is
+world_size × the per-rank batch; logging, progress bars and checkpoints happen on rank 0 only,
+and every rank resumes from the same checkpoint.
 """
 
 from __future__ import annotations
@@ -23,20 +27,30 @@ import copy
 import dataclasses
 import math
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ddmi_lite.checkpoint import (checkpoint_exists, load_training_state, save_training_state,
-                                  unwrap_model)
+from ddmi_lite.checkpoint import (
+    checkpoint_exists,
+    load_training_state,
+    save_training_state,
+    unwrap_model,
+)
 from ddmi_lite.device import resolve_device
 from ddmi_lite.errors import DDMIError, NonFiniteLossError
 
 # keys whose change does not break a resume (extend a run, change logging / budget)
-RESUME_IGNORED_KEYS = ("train.steps", "train.ckpt_every", "train.log_every", "train.max_time_s")
+RESUME_IGNORED_KEYS = ("train.steps", "train.ckpt_every", "train.log_every", "train.max_time_s",
+                       "train.compile", "train.channels_last")
+RANK_KEY = 7919  # seed key that separates the random streams of ranks > 0
+
+
+PRECISIONS = ("fp32", "bf16", "auto")
 
 
 @dataclass
@@ -56,7 +70,9 @@ class TrainConfig:
     log_every: int = 10                    # history / progress-bar period in steps
     seed: int = 0                          # the whole random stream derives from it
     max_time_s: float | None = None        # wall-clock budget for this call; None: unlimited
-    precision: str = "fp32"                # "fp32" | "bf16" (autocast around loss_fn)
+    precision: str = "fp32"                # "fp32" | "bf16" | "auto" (bf16 on CUDA, fp32 on CPU)
+    compile: bool = False                  # torch.compile the forward + loss (opt-in)
+    channels_last: bool = False            # NHWC memory format for the model and 4-D batch tensors
 
     def __post_init__(self) -> None:
         self.betas = tuple(float(b) for b in self.betas)
@@ -80,7 +96,9 @@ class TrainConfig:
             ("log_every", isinstance(self.log_every, int) and self.log_every >= 1, "an int >= 1"),
             ("seed", isinstance(self.seed, int) and self.seed >= 0, "an int >= 0"),
             ("max_time_s", self.max_time_s is None or self.max_time_s > 0, "None or > 0"),
-            ("precision", self.precision in ("fp32", "bf16"), "'fp32' or 'bf16'"),
+            ("precision", self.precision in PRECISIONS, f"one of {PRECISIONS}"),
+            ("compile", isinstance(self.compile, bool), "True or False"),
+            ("channels_last", isinstance(self.channels_last, bool), "True or False"),
         ]
         for name, ok, allowed in checks:
             if not ok:
@@ -94,7 +112,7 @@ class TrainResult:
     wall_s: float                  # wall-clock seconds of this call
     resumed_from: int | None       # step of the checkpoint this call resumed from
     stopped_early: bool            # True when max_time_s ended the run before cfg.steps
-    ema: "EMA | None" = None       # the EMA (``ema.model`` for evaluation), if enabled
+    ema: EMA | None = None       # the EMA (``ema.model`` for evaluation), if enabled
     total_time_s: float = 0.0      # training seconds summed over every resumed call
 
 
@@ -184,13 +202,57 @@ class EMA:
 
 def _no_sync(model: torch.nn.Module, last_micro: bool):
     """Skip the DDP gradient all-reduce on every micro-batch but the last."""
+    model = getattr(model, "_orig_mod", model)  # under torch.compile
     if not last_micro and isinstance(model, torch.nn.parallel.DistributedDataParallel):
         return model.no_sync()
     return contextlib.nullcontext()
 
 
+def resolve_precision(precision: str, device: torch.device | str) -> str:
+    """``"auto"`` → ``"bf16"`` on CUDA, ``"fp32"`` elsewhere; other values are returned checked."""
+    if precision not in PRECISIONS:
+        raise DDMIError(f"precision={precision!r} is not one of {PRECISIONS}")
+    if precision == "auto":
+        return "bf16" if torch.device(device).type == "cuda" else "fp32"
+    return precision
+
+
+def autocast(device: torch.device | str, precision: str = "auto"):
+    """Context for training or sampling: bf16 autocast when ``precision`` resolves to bf16."""
+    return _autocast(torch.device(device), resolve_precision(precision, device))
+
+
+class _LossModule(torch.nn.Module):
+    """``forward(batch, step) = loss_fn(model, batch, step)``: what DDP and torch.compile wrap.
+
+    DDP synchronises gradients only for computations that go through its ``forward``; domain
+    losses call methods such as ``model.loss``, so the whole loss is the forward here.
+    """
+
+    def __init__(self, model: torch.nn.Module, loss_fn: Callable):
+        super().__init__()
+        self.model, self.loss_fn = model, loss_fn
+
+    def forward(self, batch, step: int):
+        return self.loss_fn(self.model, batch, step)
+
+
+def _channels_last(batch: Any) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.contiguous(memory_format=torch.channels_last) if batch.dim() == 4 else batch
+    if isinstance(batch, dict):
+        return {k: _channels_last(v) for k, v in batch.items()}
+    if isinstance(batch, tuple) and hasattr(batch, "_fields"):
+        return type(batch)(*(_channels_last(v) for v in batch))
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_channels_last(v) for v in batch)
+    return batch
+
+
 def _autocast(device: torch.device, precision: str):
     """bf16 autocast around the forward pass when asked for, else nothing."""
+    if precision == "auto":
+        precision = resolve_precision(precision, device)
     if precision == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
@@ -225,8 +287,15 @@ def train(model: torch.nn.Module, loss_fn: Callable, batch_fn: Callable, cfg: Tr
     """
     if not isinstance(cfg, TrainConfig):
         raise DDMIError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
+    from ddmi_lite import distributed as D
+
     dev = resolve_device(device)
+    model = unwrap_model(model)
     model.to(dev)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    rank, world = D.get_rank(), D.get_world_size()
+    precision = resolve_precision(cfg.precision, dev)
     groups = list(params) if params is not None else [
         p for p in model.parameters() if p.requires_grad]
     if not groups:
@@ -254,11 +323,21 @@ def train(model: torch.nn.Module, loss_fn: Callable, batch_fn: Callable, cfg: Tr
         if start >= cfg.steps:
             return TrainResult(history, start, 0.0, resumed_from, False, ema, total_before)
 
+    runner: torch.nn.Module = _LossModule(model, loss_fn)
+    if world > 1:  # after loading: DDP broadcasts rank 0's (identical) weights
+        runner = torch.nn.parallel.DistributedDataParallel(
+            runner, device_ids=[dev.index] if dev.type == "cuda" else None,
+            find_unused_parameters=True)
+    if cfg.compile:
+        runner = torch.compile(runner)
+
     def save(step: int, t_total: float) -> None:
         if ckpt_path is not None and main:
             save_training_state(ckpt_path, model=model, optimizer=optimizer, ema=ema, step=step,
                                 config=config, extra={"history": history,
                                                       "total_time_s": t_total})
+        if ckpt_path is not None:
+            D.barrier()  # no rank reads a checkpoint that rank 0 is still writing
 
     bar = tqdm(total=cfg.steps, initial=start, desc=desc, disable=not (progress and main),
                dynamic_ncols=True)
@@ -268,7 +347,8 @@ def train(model: torch.nn.Module, loss_fn: Callable, batch_fn: Callable, cfg: Tr
     model.train()
     try:
         for step in range(start, cfg.steps):
-            generator = torch.Generator().manual_seed(derive_seed(cfg.seed, step))
+            shard_key = () if rank == 0 else (RANK_KEY, rank)  # rank 0 = the single-process stream
+            generator = torch.Generator().manual_seed(derive_seed(cfg.seed, step, *shard_key))
             lr = cfg.lr * lr_factor(step, cfg)
             for group in optimizer.param_groups:
                 group["lr"] = group["peak_lr"] * lr_factor(step, cfg)
@@ -276,15 +356,19 @@ def train(model: torch.nn.Module, loss_fn: Callable, batch_fn: Callable, cfg: Tr
             loss_sum, logs_sum = 0.0, {}
             for micro in range(cfg.grad_accum):
                 batch = move_to(batch_fn(step, generator), dev)
-                torch.manual_seed(derive_seed(cfg.seed, step, micro))
-                with _no_sync(model, micro == cfg.grad_accum - 1):
-                    with _autocast(dev, cfg.precision):
-                        out = loss_fn(model, batch, step)
+                if cfg.channels_last:
+                    batch = _channels_last(batch)
+                torch.manual_seed(derive_seed(cfg.seed, step, micro, *shard_key))
+                with _no_sync(runner, micro == cfg.grad_accum - 1):
+                    with _autocast(dev, precision):
+                        out = runner(batch, step)
                     if not (isinstance(out, tuple) and len(out) == 2):
                         raise DDMIError("loss_fn must return (loss_tensor, logs_dict), got "
                                         f"{type(out).__name__}")
                     loss, logs = out
-                    value = float(loss.detach())
+                    # mean over ranks before the check, so every rank stops together
+                    value = float(D.all_reduce_mean(loss.detach().float())) if world > 1 \
+                        else float(loss.detach())
                     if not math.isfinite(value):
                         raise _non_finite(step, cfg, f"non-finite loss ({value})", last_loss)
                     (loss / cfg.grad_accum).backward()
@@ -306,6 +390,8 @@ def train(model: torch.nn.Module, loss_fn: Callable, batch_fn: Callable, cfg: Tr
                       "time_s": total_before + elapsed, **logs_sum}
             out_of_time = cfg.max_time_s is not None and elapsed >= cfg.max_time_s \
                 and done < cfg.steps
+            if world > 1 and cfg.max_time_s is not None:  # all ranks stop at the same step
+                out_of_time = D.any_rank(out_of_time, dev)
             if done % cfg.log_every == 0 or done == cfg.steps or out_of_time:
                 history.append(record)
                 bar.set_postfix({k: f"{v:.4g}" for k, v in record.items()
@@ -341,9 +427,14 @@ def spent_budget(ckpt_path, max_time_s: float | None) -> tuple[float | None, int
 
     if max_time_s is None or ckpt_path is None or not checkpoint_exists(ckpt_path):
         return None, None
-    record = json.loads(checkpoint_files(ckpt_path)[1].read_text(encoding="utf-8"))
-    meta = record.get("meta", record)
-    extra = meta.get("extra") or {}
-    spent = float(extra.get("total_time_s", 0.0)) if isinstance(extra, dict) else 0.0
-    return max_time_s - spent, int(meta.get("step", 0))
+    sidecar = checkpoint_files(ckpt_path)[1]
+    try:
+        record = json.loads(sidecar.read_text(encoding="utf-8"))
+        meta = record.get("meta", record)
+        extra = meta.get("extra") or {}
+        spent = float(extra.get("total_time_s", 0.0)) if isinstance(extra, dict) else 0.0
+        return max_time_s - spent, int(meta.get("step", 0))
+    except (OSError, UnicodeDecodeError, ValueError, TypeError, AttributeError) as err:
+        raise DDMIError(f"checkpoint {sidecar} is unreadable ({err}); expected the JSON sidecar written by "
+                        f"save_checkpoint: delete it to start afresh") from err
 

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from ddmi_lite import fields as F_fields
 from ddmi_lite.errors import DDMIError
+from ddmi_lite.validation import check_tensor, module_call
 
 
 class DiagonalGaussian:
@@ -97,16 +98,36 @@ class D2CVAE(nn.Module):
 
     # -- the four operations --------------------------------------------------------------------
     def encode(self, x: torch.Tensor) -> DiagonalGaussian:
-        """Discrete data → posterior q_φ(z|x)."""
-        return DiagonalGaussian(self.encoder(x), dim=self.moments_dim)
+        """Discrete data → posterior q_φ(z|x).
+
+        ``x`` must be a finite floating-point tensor with a batch dimension, in the layout the
+        domain's encoder takes (images ``[B,3,H,W]``, point clouds ``[B,N,3]``, ...); anything
+        else raises :class:`DDMIError` naming ``x`` and its shape.
+        """
+        check_tensor(x, "x", ndim=(2, 3, 4, 5, 6), layout="(a batch of the domain's data)")
+        moments = module_call(self.encoder, x, what="encoder", name="x")
+        if moments.shape[self.moments_dim] % 2:
+            raise DDMIError(f"the encoder returned {moments.shape[self.moments_dim]} channels on dim "
+                            f"{self.moments_dim}; expected an even number (mean and log-variance)")
+        return DiagonalGaussian(moments, dim=self.moments_dim)
 
     def decode(self, z: torch.Tensor) -> list[torch.Tensor]:
-        """Latent → basis fields, a list of ``[B,P,C,H,W]`` coarse → fine."""
-        return self.decoder(z)
+        """Latent → basis fields, a list of ``[B,P,C,H,W]`` coarse → fine.
+
+        ``z`` must be a finite floating-point latent of the shape the encoder produces; a wrong
+        shape or NaN/inf raises :class:`DDMIError`.
+        """
+        check_tensor(z, "z", ndim=(2, 3, 4, 5), layout="(a latent as returned by encode)")
+        return module_call(self.decoder, z, what="decoder", name="z")
 
     def query(self, fields: Sequence[torch.Tensor], coords: torch.Tensor, *, scale=None,
               scale_mask: Sequence[float] | None = None, **readout_kw) -> torch.Tensor:
-        """Basis fields + coordinates ``[B,N,D]`` → readout ``[B,N,out_dim]``."""
+        """Basis fields + coordinates ``[B,N,D]`` → readout ``[B,N,out_dim]``.
+
+        ``coords`` must be finite floats (NaN/inf raise :class:`DDMIError`); values outside
+        ``[-1, 1]`` are **clamped** to it, which reads the border value of every field, as
+        ``grid_sample`` with border padding would (see :func:`ddmi_lite.fields.query_fields`).
+        """
         pes = F_fields.query_fields(fields, coords, self.layout, aggregate=self.aggregate, scale_mask=scale_mask)
         kw = dict(readout_kw)
         if getattr(self.readout, "scale_cond", False):
@@ -126,6 +147,7 @@ class D2CVAE(nn.Module):
              scale=None, generator: torch.Generator | None = None, **readout_kw) -> tuple[torch.Tensor, dict]:
         """Stage-1 ELBO: Σ rec + β·KL per sample, averaged over the batch; returns (loss, logs)."""
         out = self(x, coords, scale=scale, generator=generator, **readout_kw)
+        check_tensor(target, "target", layout="[B, N, out_dim]")
         if out.out.shape != target.shape:
             raise DDMIError(f"target must have the readout's shape {tuple(out.out.shape)}, got {tuple(target.shape)}")
         if self.recon == "l1":

@@ -344,3 +344,44 @@ def test_bad_inputs_raise():
         grid_coords()
     with pytest.raises(DDMIError, match=r"\[C, H, W\]"):
         fields_to_rgb(field)
+
+
+# --------------------------------------------------------------------------- devices, fused path
+
+
+@pytest.mark.parametrize("layout", ALL_LAYOUTS)
+def test_fused_query_equals_per_plane_calls_on_every_device(layout, device):
+    gen = torch.Generator().manual_seed(5)
+    p = num_planes(layout)
+    fields = [torch.randn(3, p, 4, 6, 5, generator=gen), torch.randn(3, p, 2, 11, 9, generator=gen)]
+    coords = random_coords(3, 29, coord_dim(layout), gen)
+    fields_d = [f.to(device).requires_grad_() for f in fields]
+    for aggregate in ("sum", "concat"):
+        fused = query_fields(fields_d, coords.to(device), layout, aggregate=aggregate)
+        loop = query_fields(fields_d, coords.to(device), layout, aggregate=aggregate, fused=False)
+        for a, b, f in zip(fused, loop, fields):
+            assert a.device.type == device
+            torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6)
+            per_plane = naive_query(f.detach(), coords, layout)  # the plain loop, on the CPU
+            want = per_plane.sum(axis=1) if aggregate == "sum" else \
+                np.concatenate(list(per_plane.transpose(1, 0, 2, 3)), axis=-1)
+            assert np.abs(a.detach().cpu().double().numpy() - want).max() < 1e-5
+    g_fused = torch.autograd.grad(sum(o.pow(2).sum() for o in query_fields(fields_d, coords.to(device), layout)),
+                                  fields_d)
+    g_loop = torch.autograd.grad(
+        sum(o.pow(2).sum() for o in query_fields(fields_d, coords.to(device), layout, fused=False)), fields_d)
+    for a, b in zip(g_fused, g_loop):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_per_plane_queries_switches_the_default_and_restores_it():
+    from ddmi_lite import fields as fields_module
+
+    gen = torch.Generator().manual_seed(6)
+    field = [torch.randn(2, 3, 4, 5, 5, generator=gen)]
+    coords = random_coords(2, 11, 3, gen)
+    with fields_module.per_plane_queries():
+        assert fields_module._FUSED_DEFAULT[0] is False
+        inside = query_fields(field, coords, "triplane")
+    assert fields_module._FUSED_DEFAULT[0] is True
+    torch.testing.assert_close(inside[0], query_fields(field, coords, "triplane")[0], atol=1e-6, rtol=1e-6)

@@ -75,3 +75,15 @@ def test_bad_arguments(kwargs):
     pe_dims = kwargs.pop("pe_dims", [8, 8, 8])
     with pytest.raises(DDMIError):
         CFCReadout(pe_dims, **kwargs)
+
+
+def test_readout_gives_the_same_output_on_every_device(device):
+    torch.manual_seed(0)
+    r = CFCReadout([8, 6, 4], hidden=16, mode="cfc", scale_cond=True, coord_dim=3)
+    for p in r.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    pes, coords = _pes(dims=(8, 6, 4)), torch.randn(2, 5, 3)
+    want = r(pes, coords=coords, scale=0.5)
+    got = r.to(device)([p.to(device) for p in pes], coords=coords.to(device), scale=0.5)
+    assert got.device.type == device
+    torch.testing.assert_close(got.cpu(), want, atol=1e-4, rtol=1e-4)

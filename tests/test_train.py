@@ -220,3 +220,16 @@ def test_invalid_config_names_the_field():
     with pytest.raises(DDMIError, match="grad_accum"):
         TrainConfig(grad_accum=0)
     assert math.isclose(TrainConfig(betas=[0.5, 0.9]).betas[0], 0.5)
+
+
+def test_spent_budget_names_a_corrupt_sidecar(tmp_path):
+    from ddmi_lite.checkpoint import checkpoint_files, save_checkpoint
+    from ddmi_lite.errors import DDMIError
+    from ddmi_lite.train import spent_budget
+
+    path = tmp_path / "run"
+    save_checkpoint(path, {"w": torch.zeros(2)}, {"step": 3, "extra": {"total_time_s": 1.5}})
+    assert spent_budget(path, 10.0) == (8.5, 3)
+    checkpoint_files(path)[1].write_text("{not json", encoding="utf-8")
+    with pytest.raises(DDMIError, match="run.json"):
+        spent_budget(path, 10.0)

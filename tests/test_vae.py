@@ -63,3 +63,15 @@ def test_bad_layout_and_input_shapes():
     from ddmi_lite.vae import D2CVAE
     with pytest.raises(DDMIError, match="layout"):
         D2CVAE(vae.encoder, vae.decoder, vae.readout, layout="cube")
+
+
+def test_vae_forward_is_the_same_on_every_device(device):
+    torch.manual_seed(0)
+    vae = build_image_vae(image_vae_config("smoke")).eval()
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    coords = image_coords(32)[None].expand(2, -1, -1)
+    with torch.no_grad():
+        want = vae(x, coords, sample=False).out
+        got = vae.to(device)(x.to(device), coords.to(device), sample=False).out
+    assert got.device.type == device and got.shape == (2, 1024, 3)
+    torch.testing.assert_close(got.cpu(), want, atol=1e-4, rtol=1e-4)

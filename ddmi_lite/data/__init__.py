@@ -1,7 +1,8 @@
 """Datasets: the offline defaults rendered locally and loaders for the paper's real data (Sec. 4.1).
 
 Images: OpenMoji colour emoji (:mod:`ddmi_lite.data.emoji`) and image folders in the
-CelebA-HQ / AFHQ-v2 layout (:mod:`ddmi_lite.data.folders`). Shapes: procedural furniture written
+CelebA-HQ / AFHQ-v2 layout (:mod:`ddmi_lite.data.folders`). NeRF: posed views of coloured
+procedural objects in the SRN-cars layout (:mod:`ddmi_lite.data.views`). Shapes: procedural furniture written
 in the Occupancy-Networks layout, read by the same loader as ShapeNet (:mod:`ddmi_lite.data.shapes`). Caches live under
 :func:`default_data_dir` (``$DDMI_DATA_DIR`` or ``<repo>/data``).
 """
@@ -34,8 +35,36 @@ from ddmi_lite.data.shapes import (
     load_points_npz,
     prepare_shapes,
 )
+from ddmi_lite.data.video import (
+    FrameFolderDataset,
+    MovingEmojiConfig,
+    list_clips,
+    load_frame_folder,
+    load_moving_emoji,
+    prepare_moving_emoji,
+)
+from ddmi_lite.data.views import (
+    SRNDataset,
+    ViewConfig,
+    load_srn_object,
+    prepare_views,
+    read_intrinsics,
+    read_pose,
+)
 
 __all__ = [
+    "SRNDataset",
+    "ViewConfig",
+    "load_srn_object",
+    "prepare_views",
+    "read_intrinsics",
+    "read_pose",
+    "FrameFolderDataset",
+    "MovingEmojiConfig",
+    "list_clips",
+    "load_frame_folder",
+    "load_moving_emoji",
+    "prepare_moving_emoji",
     "SHAPE_CATEGORIES",
     "Shape",
     "ShapeNetOccupancy",

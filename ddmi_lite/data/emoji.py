@@ -36,6 +36,7 @@ import json
 import os
 import tempfile
 import zipfile
+import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -251,10 +252,14 @@ def _sha256(path: Path) -> str:
 
 
 def _read_manifest(root: Path) -> dict | None:
+    """``manifest.json`` as a dict with a ``files`` dict, or None when missing or malformed."""
     try:
-        return json.loads((root / "manifest.json").read_text())
+        manifest = json.loads((root / "manifest.json").read_text())
     except (OSError, ValueError):
         return None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("files", {}), dict):
+        return None
+    return manifest
 
 
 def _settings(limit: int | None) -> dict:
@@ -353,7 +358,7 @@ def load_emoji(size: int = 32, split: str = "train", *, root: str | os.PathLike 
     path = root / f"emoji_{size}.npz"
     manifest = _read_manifest(root)
     entry = None if manifest is None else manifest.get("files", {}).get(path.name)
-    if entry is None or not path.is_file():
+    if not isinstance(entry, dict) or not path.is_file():
         if not prepare:
             raise DDMIError(f"emoji cache {path} (or its entry in manifest.json) is missing; "
                             "run `make data` or call prepare_emoji()")
@@ -365,7 +370,7 @@ def load_emoji(size: int = 32, split: str = "train", *, root: str | os.PathLike 
     try:
         with np.load(path, allow_pickle=False) as archive:
             images = archive[split]
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as err:
         raise DDMIError(f"emoji cache {path} cannot be read ({err}); {fix}") from err
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (size, size, 3):
         raise DDMIError(f"emoji cache {path} holds {split} of shape {images.shape} dtype {images.dtype}, "

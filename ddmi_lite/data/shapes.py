@@ -745,10 +745,16 @@ def _check_xyz(path: Path, name: str, array: np.ndarray) -> np.ndarray:
 
 
 def _loc_scale(path: Path, arrays: dict) -> tuple[np.ndarray, float]:
-    loc = np.asarray(arrays.get("loc", np.zeros(3)), dtype=np.float32).reshape(-1)
-    scale = np.asarray(arrays.get("scale", 1.0), dtype=np.float32)
+    try:
+        loc = np.asarray(arrays.get("loc", np.zeros(3)), dtype=np.float32).reshape(-1)
+        scale = np.asarray(arrays.get("scale", 1.0), dtype=np.float32)
+    except (TypeError, ValueError) as err:
+        raise _npz_error(path, f"'loc' / 'scale' are not numbers ({err})") from err
     if loc.shape != (3,) or scale.size != 1:
         raise _npz_error(path, f"'loc' has shape {loc.shape} and 'scale' {scale.shape}; expected [3] and a scalar")
+    if not (np.isfinite(loc).all() and np.isfinite(scale).all() and float(scale.reshape(())) > 0):
+        raise _npz_error(path, f"'loc' = {loc.tolist()} and 'scale' = {scale.reshape(-1).tolist()} must be "
+                               f"finite, with scale > 0")
     return loc, float(scale.reshape(()))
 
 
@@ -763,6 +769,8 @@ def load_points_npz(path: str | os.PathLike) -> dict:
     arrays = _read_npz(path, ("points", "occupancies"))
     points = _check_xyz(path, "points", arrays["points"])
     n, occ = len(points), arrays["occupancies"].reshape(-1)
+    if occ.dtype.kind not in "biuf" or (occ.dtype.kind == "f" and not np.isfinite(occ).all()):
+        raise _npz_error(path, f"'occupancies' has dtype {occ.dtype} or NaN; expected 0/1 values or packed bits")
     if occ.dtype == np.uint8 and occ.size == (n + 7) // 8 and n > 1:
         occupancies = np.unpackbits(occ, count=n).astype(bool)
     elif occ.size == n:
@@ -770,7 +778,12 @@ def load_points_npz(path: str | os.PathLike) -> dict:
     else:
         raise _npz_error(path, f"'occupancies' has {occ.size} entries ({occ.dtype}) for {n} points; expected "
                                f"{n} values or {(n + 7) // 8} bytes of np.packbits")
-    n_uniform = int(np.asarray(arrays["n_uniform"]).reshape(-1)[0]) if "n_uniform" in arrays else n
+    n_uniform = n
+    if "n_uniform" in arrays:
+        stored = np.asarray(arrays["n_uniform"]).reshape(-1)
+        if stored.size != 1 or not np.issubdtype(stored.dtype, np.integer):
+            raise _npz_error(path, f"'n_uniform' is {stored.dtype} of {stored.size} values; expected one int")
+        n_uniform = int(stored[0])
     if not 0 <= n_uniform <= n:
         raise _npz_error(path, f"'n_uniform' = {n_uniform} is not in [0, {n}]")
     loc, scale = _loc_scale(path, arrays)
@@ -962,7 +975,11 @@ class ShapeNetOccupancy(torch.utils.data.Dataset):
             lst = self.root / category / f"{split}.lst"
             if not lst.is_file():
                 raise DDMIError(f"split list {lst} does not exist (category {category!r})")
-            self.items += [(category, line.strip()) for line in lst.read_text().splitlines() if line.strip()]
+            try:
+                lines = lst.read_text(encoding="utf-8").splitlines()
+            except (OSError, UnicodeDecodeError) as err:
+                raise DDMIError(f"split list {lst} cannot be read as UTF-8 text ({err})") from err
+            self.items += [(category, line.strip()) for line in lines if line.strip()]
         if not self.items:
             raise DDMIError(f"split {split!r} of {self.categories} under {self.root} lists no objects")
         # captions: True → <root>/captions.tablechair.csv when present; a path → that file; False → none
@@ -972,7 +989,11 @@ class ShapeNetOccupancy(torch.utils.data.Dataset):
         elif captions not in (True, False, None):
             self.captions = load_captions(captions)
         attributes = self.root / "attributes.json"
-        self.attributes = json.loads(attributes.read_text()) if attributes.is_file() else None
+        try:
+            self.attributes = json.loads(attributes.read_text(encoding="utf-8")) if attributes.is_file() else None
+        except (OSError, ValueError) as err:
+            raise DDMIError(f"{attributes} is not a readable JSON object ({err}); re-create it "
+                            "(prepare_shapes(force=True)) or remove it") from err
         self.split, self.n_query, self.n_surface, self.surface_noise = split, n_query, n_surface, float(surface_noise)
         self.query, self.seed, self.epoch = query, int(seed), 0
 
@@ -989,7 +1010,10 @@ class ShapeNetOccupancy(torch.utils.data.Dataset):
         rng = np.random.default_rng([self.seed, self.epoch, int(index)])
         pool = pts["n_uniform"] if self.query == "uniform" else len(pts["points"])
         if pool == 0:
-            raise DDMIError(f"{folder / 'points.npz'} has no uniform points (n_uniform = 0)")
+            raise DDMIError(f"{folder / 'points.npz'} has no {'uniform ' if self.query == 'uniform' else ''}"
+                            f"query points (expected at least one)")
+        if len(cloud["points"]) == 0:
+            raise DDMIError(f"{folder / 'pointcloud.npz'} has no surface points (expected at least one)")
         q = rng.choice(pool, self.n_query, replace=pool < self.n_query)
         s = rng.choice(len(cloud["points"]), self.n_surface, replace=len(cloud["points"]) < self.n_surface)
         surface = cloud["points"][s] + self.surface_noise * rng.standard_normal((self.n_surface, 3))

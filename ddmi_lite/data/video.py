@@ -329,6 +329,7 @@ def _frame_size(clip: Path, frame: Path) -> tuple[int, int]:
 
 def read_clip(clip: Path, files: list[Path], start: int, frames: int, size: int) -> np.ndarray:
     """Frames ``start … start+frames−1`` of one clip → uint8 [T,size,size,3] (centre square, resized)."""
+    _check_int("start", start, 0), _check_int("frames", frames, 1), _check_int("size", size, 1)
     if len(files) < start + frames:
         raise DDMIError(f"clip {clip} has {len(files)} frames; {frames} are needed from frame {start}")
     window = files[start:start + frames]
@@ -365,6 +366,8 @@ class FrameFolderDataset(torch.utils.data.Dataset):
     def __init__(self, root: str | os.PathLike, split: str = "train", frames: int = 16, size: int = 32, *,
                  seed: int = 0, limit: int | None = None):
         self.frames, self.size = _check_int("frames", frames, 1), _check_int("size", size, 1)
+        if limit is not None:
+            _check_int("limit", limit, 1)
         self.clips = list_clips(root, split)[:limit]
         short = [(c, len(f)) for c, f in self.clips if len(f) < frames]
         if short:

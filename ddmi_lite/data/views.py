@@ -38,6 +38,7 @@ import hashlib
 import io
 import json
 import math
+import operator
 import os
 import shutil
 import zipfile
@@ -447,11 +448,12 @@ def read_intrinsics(path: str | os.PathLike) -> tuple[float, float, float, int, 
         height, width = (int(float(v)) for v in lines[3][:2])
     except FileNotFoundError as err:
         raise DDMIError(f"intrinsics file {path} does not exist") from err
-    except (OSError, ValueError, IndexError, UnicodeDecodeError) as err:
+    except (OSError, ValueError, IndexError, UnicodeDecodeError, OverflowError) as err:  # inf H/W: Overflow
         raise DDMIError(f"intrinsics file {path} is not in the SRN format "
                         f"('f cx cy 0.' / '0. 0. 0.' / '1.' / 'H W'): {err}") from err
-    if not (f > 0 and height > 0 and width > 0):
-        raise DDMIError(f"intrinsics file {path}: f={f}, H={height}, W={width} must be positive")
+    if not (0 < f < math.inf and height > 0 and width > 0 and math.isfinite(cx) and math.isfinite(cy)):
+        raise DDMIError(f"intrinsics file {path}: f={f}, cx={cx}, cy={cy}, H={height}, W={width}; "
+                        "f, H, W must be positive and all finite")
     return f, cx, cy, height, width
 
 
@@ -520,8 +522,11 @@ def load_srn_object(path: str | os.PathLike, *, size: int | None = None, views=N
     if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
         raise DDMIError(f"size={size!r} must be None or a positive int")
     stems = _view_stems(folder)
-    chosen = range(len(stems)) if views is None else [int(v) for v in views]
-    if any(not 0 <= v < len(stems) for v in chosen):
+    try:  # operator.index: ints (numpy ints too), never floats or strings
+        chosen = range(len(stems)) if views is None else [operator.index(v) for v in views]
+    except TypeError as err:
+        raise DDMIError(f"views={views!r} must be None or a sequence of int view indices for {folder}") from err
+    if not chosen or any(not 0 <= v < len(stems) for v in chosen):
         raise DDMIError(f"views={views!r}: indices must be in [0, {len(stems)}) for {folder}")
     images, poses, native = [], [], None
     for v in chosen:
@@ -588,6 +593,9 @@ class SRNDataset(torch.utils.data.Dataset):
             raise DDMIError(f"views_per_item={views_per_item!r} must be a positive int")
         if n_points is not None and (isinstance(n_points, bool) or not isinstance(n_points, int) or n_points < 1):
             raise DDMIError(f"n_points={n_points!r} must be None (no point cloud) or a positive int")
+        for name, value in (("size", size), ("limit", limit)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise DDMIError(f"{name}={value!r} must be None or a positive int")
         self.root = _views_root(root)
         folder = _split_folder(self.root, split)
         self.objects = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))[:limit]

@@ -82,27 +82,35 @@ def local_max_pool(feats: torch.Tensor, index: torch.Tensor, resolution: int) ->
 class LocalPoolPointNet(nn.Module):
     """Surface points ``[B, N, 3]`` in [-1, 1] → feature planes ``[B, 3, c_dim, R, R]`` (xy, yz, xz).
 
+    ``features > 0``: each point also carries that many per-point values after its coordinates,
+    ``[B, N, 3 + features]`` (NeRF: xyz + rgb, reference ``dim: 6``); they enter ``fc_pos`` only,
+    the cells come from the coordinates.
+
     Reference: fc_pos dim→2·hidden, ``n_blocks`` ResnetBlockFC(2·hidden→hidden) with local max
     pooling concatenated between blocks, fc_c hidden→c_dim, scatter-mean onto 64² planes
     (hidden 256, 7 blocks, c_dim 32).
     """
 
     def __init__(self, *, dim: int = 3, hidden: int = 64, c_dim: int = 32, n_blocks: int = 4,
-                 resolution: int = 32, layout: str = "triplane"):
+                 resolution: int = 32, layout: str = "triplane", features: int = 0):
         super().__init__()
         if n_blocks < 1:
             raise DDMIError(f"n_blocks={n_blocks} must be >= 1")
         if F_fields.coord_dim(layout) != dim:
             raise DDMIError(f"dim={dim} does not match layout={layout!r} ({F_fields.coord_dim(layout)} coordinates)")
+        if isinstance(features, bool) or not isinstance(features, int) or features < 0:
+            raise DDMIError(f"features={features!r} must be an int >= 0 (extra values per point)")
         self.dim, self.resolution, self.layout, self.c_dim = dim, int(resolution), layout, c_dim
-        self.fc_pos = nn.Linear(dim, 2 * hidden)
+        self.features = features
+        self.fc_pos = nn.Linear(dim + features, 2 * hidden)
         self.blocks = nn.ModuleList(ResBlockFC(2 * hidden, hidden, act="relu") for _ in range(n_blocks))
         self.fc_c = nn.Linear(hidden, c_dim)
 
     def forward(self, points: torch.Tensor) -> torch.Tensor:
-        if points.ndim != 3 or points.shape[-1] != self.dim:
-            raise DDMIError(f"points must be [B, N, {self.dim}] in [-1, 1], got {tuple(points.shape)}")
-        index = plane_cell_index(points, self.resolution, layout=self.layout)  # [B, P, N]
+        width = self.dim + self.features
+        if points.ndim != 3 or points.shape[-1] != width:
+            raise DDMIError(f"points must be [B, N, {width}] (coordinates in [-1, 1] first), got {tuple(points.shape)}")
+        index = plane_cell_index(points[..., :self.dim], self.resolution, layout=self.layout)  # [B, P, N]
         h = self.blocks[0](self.fc_pos(points))  # [B, N, hidden]
         for block in self.blocks[1:]:
             pooled = local_max_pool(h, index, self.resolution)  # [B, N, hidden]

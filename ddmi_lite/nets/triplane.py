@@ -50,6 +50,7 @@ class TriplaneConfig:
     cross_resolutions: tuple[int, ...] = (16, 8)   # plane sizes with a cross-plane block [64,32,16]
     attention_resolutions: tuple[int, ...] = (8,)  # sizes whose mid / cross blocks attend [all]
     dropout: float = 0.0
+    point_features: int = 0                    # extra values per encoder point after xyz (NeRF: rgb, 3)
 
     @property
     def latent_resolution(self) -> int:
@@ -106,7 +107,8 @@ class TriplaneEncoder(nn.Module):
         super().__init__()
         self.cfg = cfg.check()
         self.pointnet = LocalPoolPointNet(hidden=cfg.point_hidden, c_dim=cfg.plane_channels,
-                                          n_blocks=cfg.point_blocks, resolution=cfg.plane_resolution)
+                                          n_blocks=cfg.point_blocks, resolution=cfg.plane_resolution,
+                                          features=cfg.point_features)
         chs = [cfg.ch * m for m in cfg.ch_mult]
         self.conv_in = nn.Conv2d(cfg.plane_channels, chs[0], 3, padding=1)
         layers: list[nn.Module] = []

@@ -1,0 +1,343 @@
+"""The NeRF domain: radiance fields on tri-planes from a coloured point cloud (DDMI §4.4;
+ddmi_method.md §1.2–1.9 NeRF rows).
+
+* Data: posed views and a coloured point cloud per object in the SRN-cars layout
+  (:mod:`ddmi_lite.data.views`), held in memory as :class:`ViewTensors`. Objects fit
+  [−0.5, 0.5]³; points enter the networks as c = p / 0.55 ∈ [−1, 1]³ (the padded cube of the
+  shape domain).
+* Model: coloured cloud (xyz ‖ rgb, 6 values per point, reference ``dim: 6``) → PointNet with local
+  pooling → scatter-mean onto (xy, yz, xz) → tri-plane encoder → Gaussian latent z ∈ ℝ^{3×z×h×w}
+  → tri-plane decoder → HDBF at **three** scales (the released NeRF config has one scale and no
+  CFC, reference pitfall 12; here NeRF gets the full method) → PE per scale = the three plane
+  samples **concatenated** (reference §1.5) → :class:`NeRFReadout`: the CFC trunk gives a raw
+  density σ and a feature h; the colour head reads [h ‖ γ(d)] (γ: Fourier features of the view
+  direction, 4 frequencies) with ReLUs (the reference's ``LeakyReLU(True)`` made its MLP linear)
+  and a sigmoid.
+* Rendering (:mod:`ddmi_lite.domains.rays`): stratified samples on the part of each ray inside
+  the cube [−0.55, 0.55]³ (ray–box slabs; density is zero outside it),
+
+      C(r) = Σ_i T_i (1 − exp(−σ_i δ_i)) c_i + (1 − Σ_i w_i)·1,   T_i = exp(−Σ_{j<i} σ_j δ_j),
+
+  with σ = softplus(raw) and a white background (reference §1.7).
+* Stage-1 loss (reference §1.8): 20 × Σ_rays |Ĉ(r) − C(r)| (summed over rays and channels) per
+  object, averaged over the batch, plus β(t)·KL with β annealed to 0.05. One random view per
+  object and step, random pixels of it (reference §1.9).
+* Stage 2: the latents are stacked along channels in the order (xy, yz, xz) exactly as for shapes
+  (:func:`ddmi_lite.domains.shape.triplane_to_image`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import torch
+from einops import rearrange
+from torch import nn
+
+from ddmi_lite.data.views import (
+    SPLITS,
+    ViewConfig,
+    _split_folder,
+    load_srn_object,
+    prepare_views,
+)
+from ddmi_lite.domains.rays import camera_rays, stratified_samples, volume_render
+from ddmi_lite.domains.shape import budgeted_resume
+from ddmi_lite.errors import DDMIError
+from ddmi_lite.nets.triplane import TriplaneConfig, TriplaneDecoder, TriplaneEncoder
+from ddmi_lite.readout import CFCReadout, _activation
+from ddmi_lite.vae import D2CVAE
+
+BOX = 0.55   # half side of the cube the fields cover (objects fit [−0.5, 0.5]³)
+
+
+@dataclass
+class NeRFVAEConfig:
+    """Architecture, data, rendering and stage-1 training of the NeRF D2C-VAE (reference in brackets)."""
+
+    net: TriplaneConfig = field(default_factory=lambda: TriplaneConfig(point_features=3))
+    hidden: int = 64                      # CFC trunk width [256]
+    color_hidden: int = 32                # colour head width [128]
+    dir_freqs: int = 4                    # Fourier frequencies of the view direction [4]
+    mode: str = "cfc"                     # readout.MODES
+    act: str = "relu"
+    data_root: str = "views"              # folder under the data dir
+    n_objects: int = 800                  # objects prepared there
+    views: int = 16                       # views per object
+    size: int = 32                        # view side in pixels [200]
+    n_points: int = 1024                  # encoder points per object [all]
+    n_rays: int = 256                     # random pixels per object and step [5000]
+    n_samples: int = 32                   # stratified samples per ray [256]
+    rec_weight: float = 20.0              # L1 weight [20]
+    beta_max: float = 0.05                # KL weight after annealing [0.05]
+    steps: int = 2000
+    batch_size: int = 8
+    lr: float = 2e-3
+    warmup_steps: int = 50
+    ema_decay: float | None = None
+    precision: str = "fp32"
+    max_time_s: float | None = None       # wall-clock budget of the training run, over every call
+
+
+# ----------------------------------------------------------------------------------------------- model
+def direction_encoding(dirs: torch.Tensor, n_freqs: int) -> torch.Tensor:
+    """γ(d) = [d, sin(2ᵏ d), cos(2ᵏ d)]_{k<n}: ``[..., 3]`` → ``[..., 3 + 6n]`` (NeRF's view PE)."""
+    freqs = 2.0 ** torch.arange(n_freqs, device=dirs.device, dtype=dirs.dtype)  # [n]
+    args = rearrange(dirs[..., None, :] * freqs[:, None], "... n d -> ... (n d)")  # [..., 3n]
+    return torch.cat([dirs, args.sin(), args.cos()], -1)
+
+
+class NeRFReadout(nn.Module):
+    """CFC trunk → (raw density σ, feature h); colour head: c = sigmoid(W₂ ReLU(W₁ [ReLU(h) ‖ γ(d)])).
+
+    Inputs: the per-scale embeddings ``[B, N, C_l]`` (coarse first), the sample coordinates
+    ``coords [B, N, 3]`` (added after the first block, as for shapes) and the unit view
+    directions ``dirs [B, N, 3]``. Output ``[B, N, 4]``: raw σ, then rgb ∈ (0, 1).
+    """
+
+    coord_dim = 3
+
+    def __init__(self, pe_dims, *, hidden: int = 64, color_hidden: int = 32, dir_freqs: int = 4,
+                 mode: str = "cfc", act: str = "relu"):
+        super().__init__()
+        self.dir_freqs = dir_freqs
+        self.trunk = CFCReadout(pe_dims, hidden=hidden, out_dim=1 + hidden, mode=mode, coord_dim=3, act=act)
+        self.act = _activation(act)
+        self.color = nn.Sequential(nn.Linear(hidden + 3 + 6 * dir_freqs, color_hidden), _activation(act),
+                                   nn.Linear(color_hidden, 3))
+        with torch.no_grad():  # start almost empty (softplus(−2) ≈ 0.13 per unit length): white views
+            self.trunk.head.bias[0] = -2.0
+
+    def forward(self, pes, *, coords: torch.Tensor | None = None, dirs: torch.Tensor | None = None) -> torch.Tensor:
+        if dirs is None:
+            raise DDMIError("NeRFReadout needs the view directions: pass dirs= [B, N, 3]")
+        out = self.trunk(pes, coords=coords)  # [B, N, 1 + hidden]
+        sigma, feat = out[..., :1], out[..., 1:]
+        rgb = torch.sigmoid(self.color(torch.cat([self.act(feat), direction_encoding(dirs, self.dir_freqs)], -1)))
+        return torch.cat([sigma, rgb], -1)  # [B, N, 4]
+
+
+def build_nerf_vae(cfg: NeRFVAEConfig) -> D2CVAE:
+    """Coloured-cloud PointNet + tri-plane encoder → Gaussian latent → tri-plane HDBF → NeRF readout."""
+    net = cfg.net.check()
+    if net.point_features != 3:
+        raise DDMIError(f"net.point_features={net.point_features}; the NeRF encoder reads xyz + rgb (3)")
+    readout = NeRFReadout([3 * net.pe_channels] * net.n_scales, hidden=cfg.hidden, color_hidden=cfg.color_hidden,
+                          dir_freqs=cfg.dir_freqs, mode=cfg.mode, act=cfg.act)
+    encoder = TriplaneEncoder(net)
+    with torch.no_grad():  # start with a narrow posterior, σ_z = e^{−2}: z carries the cloud from step one
+        bias = rearrange(encoder.quant.bias, "(p m c) -> p m c", p=3, m=2)  # [planes, (mean, log σ²), z]
+        bias[:, 1].fill_(-4.0)
+    return D2CVAE(encoder, TriplaneDecoder(net), readout, layout="triplane", aggregate="concat",
+                  recon="l1", moments_dim=2)
+
+
+# ----------------------------------------------------------------------------------------------- rendering
+def box_interval(origins: torch.Tensor, dirs: torch.Tensor, *, near: float, far: float, half: float = BOX):
+    """Where rays enter and leave the cube [−half, half]³ (slab method), within [near, far].
+
+    ``[..., 3]`` → ``t_in, t_out, hit`` each ``[...]``; a ray that misses gets [near, far] and
+    ``hit = False`` (all its samples then lie outside the cube and get zero density).
+    """
+    inv = 1.0 / torch.where(dirs.abs() < 1e-9, torch.full_like(dirs, 1e-9), dirs)
+    t0, t1 = (-half - origins) * inv, (half - origins) * inv  # [..., 3] each
+    t_in = torch.minimum(t0, t1).amax(-1).clamp_min(near)
+    t_out = torch.maximum(t0, t1).amin(-1).clamp_max(far)
+    hit = t_out > t_in + 1e-4
+    return torch.where(hit, t_in, torch.full_like(t_in, near)), torch.where(hit, t_out, torch.full_like(t_in, far)), hit
+
+
+def render_rays(vae: D2CVAE, fields, origins: torch.Tensor, dirs: torch.Tensor, *, n_samples: int,
+                near: float = 0.9, far: float = 2.7, perturb: bool = True, generator: torch.Generator | None = None):
+    """Volume-render rays ``[B, R, 3]`` of the scenes whose basis fields are ``fields`` → :class:`rays.Rendered`
+    with ``rgb [B, R, 3]``, ``depth``/``acc [B, R]``. ``perturb=False``: samples at the bin centres."""
+    b, r, _ = origins.shape
+    t_in, t_out, _ = box_interval(origins, dirs, near=near, far=far)  # [B, R]
+    t = stratified_samples(t_in.reshape(-1), t_out.reshape(-1), n_samples, perturb=perturb, generator=generator)
+    t = t.reshape(b, r, n_samples).to(origins)  # [B, R, S]
+    coords = (origins[..., None, :] + t[..., None] * dirs[..., None, :]) / BOX  # [B, R, S, 3] in the cube's units
+    view = dirs[..., None, :].expand(b, r, n_samples, 3)
+    out = vae.query(fields, rearrange(coords, "b r s d -> b (r s) d"), dirs=rearrange(view, "b r s d -> b (r s) d"))
+    out = rearrange(out, "b (r s) k -> (b r) s k", s=n_samples)  # [B·R, S, 4]
+    inside = (coords.abs() <= 1.0).all(-1).reshape(b * r, n_samples)
+    density = torch.nn.functional.softplus(out[..., 0]) * inside  # σ = softplus(raw), 0 outside the cube
+    rendered = volume_render(density, out[..., 1:], t.reshape(b * r, n_samples), white_background=True,
+                             density_activation="none")
+    return type(rendered)(rendered.rgb.reshape(b, r, 3), rendered.depth.reshape(b, r), rendered.acc.reshape(b, r),
+                          rendered.weights.reshape(b, r, n_samples))
+
+
+# ----------------------------------------------------------------------------------------------- data
+def nerf_data_root(cfg: NeRFVAEConfig, *, prepare: bool = True, progress: bool = True) -> Path:
+    """The collection of ``cfg`` under the data dir, prepared (idempotently) when ``prepare``."""
+    from ddmi_lite.data import default_data_dir
+
+    root = Path(cfg.data_root) if os.path.isabs(cfg.data_root) else default_data_dir() / cfg.data_root
+    if prepare:
+        prepare_views(root, n_objects=cfg.n_objects, views=cfg.views, size=cfg.size, progress=progress)
+    return root
+
+
+@dataclass
+class ViewTensors:
+    """A split in memory: every view (uint8), pose and the coloured cloud of every object."""
+
+    images: torch.Tensor        # [N, V, H, W, 3] uint8
+    poses: torch.Tensor         # [N, V, 4, 4] camera-to-world
+    intrinsics: torch.Tensor    # [4] (fx, fy, cx, cy), shared by the split
+    cloud: torch.Tensor         # [N, M, 6] xyz (object units) ‖ rgb in [0, 1]
+    ids: list[str]
+    near: float = 0.9
+    far: float = 2.7
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def size(self) -> int:
+        return self.images.shape[2]
+
+    def views01(self, index=None, views=None) -> torch.Tensor:
+        """Views as floats in [0, 1]: ``[n, v, 3, H, W]``."""
+        x = self.images if index is None else self.images[torch.as_tensor(index)]
+        x = x if views is None else x[:, torch.as_tensor(views)]
+        return rearrange(x, "n v h w c -> n v c h w").float() / 255.0
+
+
+def load_view_split(root, split: str = "train", *, limit: int | None = None) -> ViewTensors:
+    """Read a split of an SRN-layout folder (with ``pointcloud.npz``) into memory."""
+    if split not in SPLITS:
+        raise DDMIError(f"split={split!r} must be one of {SPLITS}")
+    folder = _split_folder(Path(root), split)
+    objects = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))[:limit]
+    if not objects:
+        raise DDMIError(f"split folder {folder} holds no object folders")
+    items = [load_srn_object(o) for o in objects]
+    if any(it["points"] is None for it in items):
+        raise DDMIError(f"objects in {folder} lack pointcloud.npz; the NeRF encoder needs the coloured cloud")
+    if len({tuple(it["images"].shape) for it in items}) != 1 or len({len(it["points"]) for it in items}) != 1:
+        raise DDMIError(f"objects of {folder} differ in view count, size or cloud size; expected one layout")
+    images = torch.stack([(it["images"] * 255).round().to(torch.uint8) for it in items])  # [N, V, 3, H, W]
+    cloud = torch.stack([torch.cat([it["points"], it["point_rgb"]], -1) for it in items])  # [N, M, 6]
+    cfg = ViewConfig()
+    return ViewTensors(rearrange(images, "n v c h w -> n v h w c").contiguous(), torch.stack([it["poses"] for it in items]),
+                       items[0]["intrinsics"], cloud, [it["id"] for it in items], cfg.near, cfg.far)
+
+
+def encoder_input(data: ViewTensors, index, *, n_points: int = 1024, seed: int | None = 0,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """A random subset of each object's cloud → ``[n, n_points, 6]``: xyz / 0.55 ∈ [−1, 1] ‖ 2·rgb − 1."""
+    index = torch.as_tensor(index, dtype=torch.long)
+    gen = generator if generator is not None else torch.Generator().manual_seed(int(seed or 0))
+    pick = torch.randint(0, data.cloud.shape[1], (len(index), n_points), generator=gen)
+    pts = data.cloud[index[:, None], pick]  # [n, n_points, 6]
+    return torch.cat([pts[..., :3] / BOX, pts[..., 3:] * 2.0 - 1.0], -1)
+
+
+def view_rays(data: ViewTensors, obj: torch.Tensor, view: torch.Tensor):
+    """Rays of whole views: ``origins, dirs [n, H·W, 3]`` for objects ``obj`` and views ``view`` ([n] each)."""
+    s = data.size
+    return camera_rays(data.poses[obj, view], data.intrinsics, s, s)
+
+
+def make_batch(data: ViewTensors, index: torch.Tensor, generator: torch.Generator, *, n_rays: int = 256,
+               n_points: int = 1024) -> dict:
+    """One random view per object, ``n_rays`` random pixels of it (reference §1.9).
+
+    Returns ``x [B, n_points, 6]``, ``origins``/``dirs [B, n_rays, 3]``, ``target [B, n_rays, 3]`` in [0, 1].
+    """
+    b, s = len(index), data.size
+    view = torch.randint(0, data.poses.shape[1], (b,), generator=generator)
+    pix = torch.randint(0, s * s, (b, n_rays), generator=generator)  # [B, R] row-major pixel index
+    origins, dirs = view_rays(data, index, view)  # [B, H·W, 3]
+    rows = torch.arange(b)[:, None]
+    target = data.images[index, view].reshape(b, s * s, 3)[rows, pix].float() / 255.0
+    return {"x": encoder_input(data, index, n_points=n_points, generator=generator),
+            "origins": origins[rows, pix], "dirs": dirs[rows, pix], "target": target}
+
+
+# ----------------------------------------------------------------------------------------------- training
+def nerf_loss(vae: D2CVAE, batch: dict, *, beta: float, n_samples: int, near: float, far: float,
+              rec_weight: float = 20.0, generator: torch.Generator | None = None,
+              sample: bool = True) -> tuple[torch.Tensor, dict]:
+    """L = w·Σ_rays |Ĉ(r) − C(r)|₁ + β·KL(q(z|x) ‖ N(0, I)) per object, averaged over the batch
+    (``sample=False``: decode the posterior mean, a plain autoencoder)."""
+    posterior = vae.encode(batch["x"])
+    fields = vae.decode(posterior.sample(generator) if sample else posterior.mode())
+    out = render_rays(vae, fields, batch["origins"], batch["dirs"], n_samples=n_samples, near=near, far=far,
+                      perturb=True, generator=generator)
+    l1 = (out.rgb - batch["target"]).abs()  # [B, R, 3]
+    rec = rec_weight * l1.flatten(1).sum(1).mean()
+    kl = posterior.kl().mean()
+    mse = (out.rgb.detach() - batch["target"]).pow(2).mean()
+    return rec + beta * kl, {"rec": float(rec.detach()), "kl": float(kl.detach()), "beta": float(beta),
+                             "psnr": float(-10 * torch.log10(mse.clamp_min(1e-10)))}
+
+
+def _run_settings(cfg: NeRFVAEConfig) -> dict:
+    """The config entries that define a trained model, as stored in JSON (the budget may change)."""
+    return json.loads(json.dumps({k: v for k, v in asdict(cfg).items() if k not in ("steps", "max_time_s")}))
+
+
+def train_nerf_vae(vae: D2CVAE, cfg: NeRFVAEConfig, data: ViewTensors, *, device="cpu", ckpt_path=None,
+                   seed: int = 0, progress: bool = True, callback=None, resume: bool = True):
+    """Stage 1 with the library's loop (:func:`ddmi_lite.train.train`)."""
+    from ddmi_lite.train import TrainConfig, train
+    from ddmi_lite.vae import kl_weight
+
+    n = len(data)
+    tcfg = TrainConfig(steps=cfg.steps, lr=cfg.lr, warmup_steps=cfg.warmup_steps, ema_decay=cfg.ema_decay,
+                       seed=seed, max_time_s=cfg.max_time_s, precision=cfg.precision,
+                       ckpt_every=max(cfg.steps // 4, 1), log_every=max(cfg.steps // 100, 1))
+
+    def batch_fn(step: int, generator: torch.Generator) -> dict:
+        index = torch.randint(0, n, (cfg.batch_size,), generator=generator)
+        return make_batch(data, index, generator, n_rays=cfg.n_rays, n_points=cfg.n_points)
+
+    def loss_fn(model: D2CVAE, batch: dict, step: int):
+        beta = kl_weight(step, cfg.steps, beta_max=cfg.beta_max)
+        return nerf_loss(model, batch, beta=beta, n_samples=cfg.n_samples, near=data.near, far=data.far,
+                         rec_weight=cfg.rec_weight)
+
+    return train(vae, loss_fn, batch_fn, tcfg, device=device, ckpt_path=ckpt_path, progress=progress, resume=resume,
+                 desc="NeRF D2C-VAE", callback=callback, run_config={"vae": _run_settings(cfg), "n_train": n})
+
+
+def load_or_train_nerf_vae(cfg: NeRFVAEConfig, *, ckpt_path, device="cpu", seed: int = 0, progress: bool = True,
+                           data: ViewTensors | None = None):
+    """Train the NeRF D2C-VAE on the training split, or reuse a finished checkpoint at ``ckpt_path``.
+
+    Returns ``(vae in eval mode, TrainResult)``; ``result.resumed_from == result.steps_done``
+    means the checkpoint was reused as is. ``cfg.max_time_s`` counts over every call.
+    """
+    if data is None:
+        data = load_view_split(nerf_data_root(cfg, progress=progress), "train")
+    vae = build_nerf_vae(cfg).to(device)
+    steps, max_time, resume = budgeted_resume(ckpt_path, cfg.steps, cfg.max_time_s,
+                                              run={"vae": _run_settings(cfg), "n_train": len(data)})
+    result = train_nerf_vae(vae, replace(cfg, steps=steps, max_time_s=max_time), data, device=device,
+                            ckpt_path=ckpt_path, seed=seed, progress=progress, resume=resume)
+    return vae.eval(), result
+
+
+__all__ = [
+    "BOX",
+    "NeRFReadout",
+    "NeRFVAEConfig",
+    "ViewTensors",
+    "box_interval",
+    "build_nerf_vae",
+    "direction_encoding",
+    "encoder_input",
+    "load_or_train_nerf_vae",
+    "load_view_split",
+    "make_batch",
+    "nerf_data_root",
+    "nerf_loss",
+    "render_rays",
+    "train_nerf_vae",
+    "view_rays",
+]

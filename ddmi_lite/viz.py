@@ -1,0 +1,266 @@
+"""Figures and interactive panels for the notebooks: matplotlib grids and ipywidgets views (DDMI §4.4).
+
+Every interactive view has a static counterpart that writes a PNG, so an executed notebook, the
+report and the README show the same result without a live kernel:
+
+==========================  =====================================  ==================================
+widget                      what it changes                        static figure
+==========================  =====================================  ==================================
+variant dropdown            which ablation row renders             every figure has one row per variant
+scale checkboxes            zero one scale's embedding pˡ(c)       :func:`scale_mask_grid`
+resolution slider           the render grid (pixel centres)        :func:`resolution_grid`
+denoising-step slider       x̂₀ predicted at step i of the sampler  :func:`trajectory_grid`
+==========================  =====================================  ==================================
+
+Switching a scale off multiplies its embedding by 0 at render time (``fields.query_fields``'s
+``scale_mask``); the readout is not retrained, so this shows what each scale carries, not what a
+model trained without it would do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ddmi_lite.errors import DDMIError
+
+
+# ----------------------------------------------------------------------------------------------- rendering
+def n_scales(model) -> int:
+    """Number of basis-field scales a model reads (0 for the weight-generation baseline)."""
+    from ddmi_lite.baselines import WeightGenVAE
+
+    if isinstance(model, WeightGenVAE):
+        return 0
+    return len(model.readout.pe_dims)
+
+
+@torch.no_grad()
+def render_image(model, z: torch.Tensor, *, resolution: int = 32, scale_mask: Sequence[float] | None = None,
+                 train_resolution: int = 32) -> np.ndarray:
+    """One latent ``[C,h,w]`` → an ``[H,W,3]`` array in [0,1], with scales switched off by ``scale_mask``."""
+    from ddmi_lite.domains.image import render, to_unit_range
+
+    device = next(model.parameters()).device
+    fields = model.decode(z[None].to(device))
+    if scale_mask is not None and len(scale_mask) != len(fields):
+        raise DDMIError(f"scale_mask has {len(scale_mask)} entries; this model has {len(fields)} scales")
+    img = render(model, fields, resolution, train_resolution=train_resolution, scale_mask=scale_mask)
+    return to_unit_range(img)[0].permute(1, 2, 0).cpu().numpy()
+
+
+def scale_masks(k: int) -> dict[str, tuple[float, ...] | None]:
+    """Named masks for ``k`` scales: all on, then each scale off in turn (coarse first)."""
+    names = {3: ("coarse", "mid", "fine"), 2: ("coarse", "fine"), 1: ("field",)}.get(k, tuple(f"s{i}" for i in range(k)))
+    masks: dict[str, tuple[float, ...] | None] = {"all scales": None}
+    for i, name in enumerate(names):
+        masks[f"no {name}"] = tuple(0.0 if j == i else 1.0 for j in range(k))
+    return masks
+
+
+@torch.no_grad()
+def trajectory_frames(model, ldm, *, sampler: str = "ddim", steps: int = 20, seed: int = 0,
+                      resolution: int = 32) -> list[np.ndarray]:
+    """x̂₀ predicted at every step of one sampling run, decoded and rendered: ``steps`` arrays ``[H,W,3]``."""
+    from ddmi_lite.latent_diffusion import sample_latents
+
+    x0s: list[torch.Tensor] = []
+    sample_latents(ldm, 1, sampler=sampler, steps=steps, generator=torch.Generator().manual_seed(seed),
+                   callback=lambda info: x0s.append(info["x0"][0].float().cpu()))
+    return [render_image(model, x0, resolution=resolution) for x0 in x0s]
+
+
+# ----------------------------------------------------------------------------------------------- static figures
+def _save(fig, path) -> Path:
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def ablation_bars(table: Sequence[Mapping], path) -> Path:
+    """Bar charts of the ablation table: reconstruction (mean ± std over seeds), generation, training time."""
+    import matplotlib.pyplot as plt
+
+    panels = []
+    for dom, rec, gens in (("image", "PSNR (dB) ↑", (("fd", "FD ↓"),)),
+                           ("shape", "IoU ↑", (("mmd", "MMD-CD ↓"), ("cov", "COV ↑")))):
+        rows = [e for e in table if e["domain"] == dom]
+        if rows:
+            panels.append((rows, "recon", f"{dom}: held-out {rec}"))
+            panels += [(rows, key, f"{dom}: samples {label}") for key, label in gens]
+            panels.append((rows, "train_s", f"{dom}: training s"))
+    if not panels:
+        raise DDMIError("the ablation table is empty")
+    ncols = 4
+    nrows = (len(panels) + ncols - 1) // ncols
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.4 * ncols, 3.0 * nrows), squeeze=False)
+    colors = {"weightgen": "#999999", "single": "#8fb3d9", "concat": "#5b8fc7", "sum": "#2f6db3", "cfc": "#d9534f"}
+    for ax, (rows, key, title) in zip(axes.flat, panels):
+        names = [e["row"] for e in rows]
+        if key == "recon":
+            vals, errs = [e["recon_mean"] for e in rows], [e["recon_std"] for e in rows]
+        else:
+            vals, errs = [e[key] for e in rows], None
+        ax.bar(names, vals, yerr=errs, capsize=4, color=[colors.get(n, "C0") for n in names])
+        if key == "recon":  # start near the smallest value so seed spreads are visible
+            lo = min(v - (s or 0) for v, s in zip(vals, errs))
+            hi = max(v + (s or 0) for v, s in zip(vals, errs))
+            ax.set_ylim(max(0.0, lo - 0.15 * (hi - lo + 1e-9)), hi + 0.1 * (hi - lo + 1e-9))
+        ax.set_title(title, fontsize=9)
+        ax.tick_params(axis="x", labelrotation=30, labelsize=8)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    return _save(fig, path)
+
+
+def scale_mask_grid(models: Mapping[str, object], latents: Mapping[str, torch.Tensor], path, *,
+                    resolution: int = 32, target: torch.Tensor | None = None) -> Path:
+    """One row per variant, one column per mask (all scales, then each scale off): the scale checkboxes, frozen.
+
+    ``target`` (``[3,H,W]`` in [0,1], the encoded image) is shown in an extra first column.
+    """
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in models if n_scales(models[r]) > 0]
+    if not rows:
+        raise DDMIError("no model with basis-field scales to mask")
+    first = 0 if target is None else 1
+    ncols = max(len(scale_masks(n_scales(models[r]))) for r in rows) + first
+    fig, axes = plt.subplots(len(rows), ncols, figsize=(1.9 * ncols, 2.0 * len(rows)), squeeze=False)
+    for i, row in enumerate(rows):
+        masks = scale_masks(n_scales(models[row]))
+        if target is not None:
+            axes[i, 0].imshow(target.permute(1, 2, 0).cpu().numpy(), interpolation="nearest")
+            axes[i, 0].set_title("held-out input", fontsize=8)
+        for j in range(first, ncols):
+            ax = axes[i, j]
+            ax.axis("off")
+            j -= first
+            if j < len(masks):
+                name, mask = list(masks.items())[j]
+                ax.imshow(render_image(models[row], latents[row], resolution=resolution, scale_mask=mask),
+                          interpolation="nearest")
+                ax.set_title(name, fontsize=8)
+        axes[i, 0].axis("off")
+        axes[i, 0].text(-0.08, 0.5, row, transform=axes[i, 0].transAxes, ha="right", va="center", fontsize=9)
+    return _save(fig, path)
+
+
+def resolution_grid(models: Mapping[str, object], latents: Mapping[str, torch.Tensor], path, *,
+                    resolutions: Sequence[int] = (16, 32, 64, 128)) -> Path:
+    """One row per variant, one column per render resolution: the resolution slider, frozen."""
+    import matplotlib.pyplot as plt
+
+    rows = list(models)
+    fig, axes = plt.subplots(len(rows), len(resolutions), figsize=(1.9 * len(resolutions), 2.0 * len(rows)),
+                             squeeze=False)
+    for i, row in enumerate(rows):
+        for j, res in enumerate(resolutions):
+            axes[i, j].imshow(render_image(models[row], latents[row], resolution=res), interpolation="nearest")
+            axes[i, j].set_title(f"{row} · {res}²", fontsize=8)
+            axes[i, j].axis("off")
+    return _save(fig, path)
+
+
+def trajectory_grid(frames: Mapping[str, Sequence[np.ndarray]], path, *, n_cols: int = 6) -> Path:
+    """One row per variant: x̂₀ at evenly spaced sampler steps (the denoising slider, frozen)."""
+    import matplotlib.pyplot as plt
+
+    rows = list(frames)
+    n_cols = max(1, min(n_cols, max(len(v) for v in frames.values())))
+    fig, axes = plt.subplots(len(rows), n_cols, figsize=(1.9 * n_cols, 2.0 * len(rows)), squeeze=False)
+    for i, row in enumerate(rows):
+        seq = frames[row]
+        picks = np.unique(np.linspace(0, len(seq) - 1, n_cols).round().astype(int))
+        for j in range(n_cols):
+            axes[i, j].axis("off")
+            if j < len(picks):
+                axes[i, j].imshow(seq[picks[j]], interpolation="nearest")
+                axes[i, j].set_title(f"{row} · step {picks[j] + 1}/{len(seq)}", fontsize=7)
+    return _save(fig, path)
+
+
+def image_grid(images: torch.Tensor, path, *, ncols: int = 8, title: str = "") -> Path:
+    """Images ``[N,3,H,W]`` in [0,1] in a grid."""
+    import matplotlib.pyplot as plt
+
+    n = len(images)
+    nrows = (n + ncols - 1) // ncols
+    fig, axes = plt.subplots(nrows, ncols, figsize=(1.2 * ncols, 1.25 * nrows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, img in zip(axes.flat, images):
+        ax.imshow(img.permute(1, 2, 0).cpu().numpy(), interpolation="nearest")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return _save(fig, path)
+
+
+# ----------------------------------------------------------------------------------------------- widgets
+def ablation_panel(models: Mapping[str, object], latents: Mapping[str, torch.Tensor],
+                   frames: Mapping[str, Sequence[np.ndarray]] | None = None, *, max_resolution: int = 128):
+    """An ipywidgets panel over the trained image models.
+
+    Controls: the variant, one checkbox per basis-field scale (unticked = that embedding zeroed),
+    the render resolution, and the step of a precomputed denoising trajectory (``frames``).
+    Returns the ``VBox``; display it in a notebook.
+    """
+    import ipywidgets as W
+    import matplotlib.pyplot as plt
+
+    variant = W.Dropdown(options=list(models), value=list(models)[-1], description="variant")
+    boxes = [W.Checkbox(value=True, description=name, indent=False) for name in ("coarse", "mid", "fine")]
+    res = W.IntSlider(value=32, min=8, max=max_resolution, step=8, description="resolution")
+    longest = max((len(v) for v in (frames or {}).values()), default=1)
+    step = W.IntSlider(value=longest, min=1, max=longest, description="denoise step", disabled=not frames)
+    out = W.Output()
+
+    def draw(*_):
+        model = models[variant.value]
+        k = n_scales(model)
+        first = len(boxes) - k  # fewer scales than boxes: the finest boxes apply
+        for i, box in enumerate(boxes):
+            box.disabled = i < first
+        mask = None if k == 0 else tuple(1.0 if boxes[first + i].value else 0.0 for i in range(k))
+        fig, axes = plt.subplots(1, 2 if frames else 1, figsize=(6 if frames else 3, 3), squeeze=False)
+        axes[0, 0].imshow(render_image(model, latents[variant.value], resolution=res.value, scale_mask=mask),
+                          interpolation="nearest")
+        axes[0, 0].set_title(f"{variant.value} at {res.value}²", fontsize=9)
+        if frames:
+            seq = frames[variant.value]
+            i = min(step.value, len(seq)) - 1
+            axes[0, 1].imshow(seq[i], interpolation="nearest")
+            axes[0, 1].set_title(f"sample: x̂₀ at step {i + 1}/{len(seq)}", fontsize=9)
+        for ax in axes.flat:
+            ax.axis("off")
+        with out:
+            out.clear_output(wait=True)
+            plt.show(fig)
+        plt.close(fig)
+
+    for w in (variant, res, step, *boxes):
+        w.observe(draw, names="value")
+    draw()
+    return W.VBox([W.HBox([variant, res]), W.HBox(boxes), step, out])
+
+
+__all__ = [
+    "ablation_bars",
+    "ablation_panel",
+    "image_grid",
+    "n_scales",
+    "render_image",
+    "resolution_grid",
+    "scale_mask_grid",
+    "scale_masks",
+    "trajectory_frames",
+    "trajectory_grid",
+]
