@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -30,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+from ddmi_lite.checkpoint import atomic_write
 from ddmi_lite.configs import check_profile
 from ddmi_lite.device import resolve_device
 from ddmi_lite.errors import DDMIError
@@ -484,13 +484,7 @@ def run_bench(profile: str = "cpu", device="auto", *, cfg: BenchConfig | None = 
 
 def write_json_atomic(path: str | os.PathLike, data: dict) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(data, indent=2).encode("utf-8"))
     return path
 
 

@@ -79,14 +79,23 @@ def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
 
 
 # ----------------------------------------------------------------------------- atomic write
-def atomic_write(target: Path, data: bytes) -> None:
-    """Write ``data`` to a temp file beside ``target``, fsync it, then ``os.replace`` it."""
+def atomic_write(target: str | os.PathLike, data: bytes, *, durable: bool = True) -> None:
+    """Write ``data`` to a temp file beside ``target`` (folders created), then ``os.replace`` it.
+
+    Readers see the old file or the new one, never a half-written one. ``durable`` also fsyncs
+    the file and its folder so the write survives a power cut (checkpoints, reports); data
+    caches of thousands of small files pass ``False``, where rewriting them is the recovery.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; outputs are ordinary readable files
         os.replace(tmp, target)
     except BaseException:
         try:
@@ -94,6 +103,8 @@ def atomic_write(target: Path, data: bytes) -> None:
         except OSError:
             pass
         raise
+    if not durable:
+        return
     try:  # make the rename itself durable (POSIX); directories cannot be opened on Windows
         dir_fd = os.open(target.parent, os.O_RDONLY)
         try:

@@ -25,8 +25,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
+from ddmi_lite.checkpoint import atomic_write
 from ddmi_lite.device import resolve_device
 from ddmi_lite.errors import DDMIError
 
@@ -346,11 +347,8 @@ def train_feature_net(images: torch.Tensor, *, steps: int = 400, seed: int = 0, 
         sched.step()
     net.eval()
     if cache_path is not None:
-        path = Path(cache_path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, str(tmp), metadata=meta)
-        os.replace(tmp, path)
+        state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+        atomic_write(Path(cache_path), save(state, metadata=meta))
     return net
 
 
@@ -359,13 +357,7 @@ def image_features(net: nn.Module, images: torch.Tensor, batch_size: int = 256) 
     """Features [N, D] (float64 numpy) of images [N, 3, H, W] in [0, 1], computed in eval mode."""
     if images.ndim != 4 or images.shape[1] != 3:
         raise DDMIError(f"images must be [N, 3, H, W] in [0, 1]; got shape {tuple(images.shape)}")
-    was_training = net.training
-    net.eval()
-    device = next(net.parameters()).device
-    out = [net(images[i:i + batch_size].to(device=device, dtype=torch.float32)).double().cpu()
-           for i in range(0, images.shape[0], batch_size)]
-    net.train(was_training)
-    return torch.cat(out).numpy()
+    return _batched_features(net, images, batch_size)
 
 
 @torch.no_grad()
@@ -373,11 +365,16 @@ def clip_features(net: nn.Module, clips: torch.Tensor, batch_size: int = 64) -> 
     """Features [N, D] (float64 numpy) of clips [N, T, 3, H, W] in [0, 1] (a :class:`ClipFeatureNet`)."""
     if clips.ndim != 5 or clips.shape[2] != 3:
         raise DDMIError(f"clips must be [N, T, 3, H, W] in [0, 1]; got shape {tuple(clips.shape)}")
+    return _batched_features(net, clips, batch_size)
+
+
+def _batched_features(net: nn.Module, x: torch.Tensor, batch_size: int) -> np.ndarray:
+    """``net`` in eval mode over ``x`` in batches on the net's device → float64 numpy ``[N, D]``."""
     was_training = net.training
     net.eval()
     device = next(net.parameters()).device
-    out = [net(clips[i:i + batch_size].to(device=device, dtype=torch.float32)).double().cpu()
-           for i in range(0, clips.shape[0], batch_size)]
+    out = [net(x[i:i + batch_size].to(device=device, dtype=torch.float32)).double().cpu()
+           for i in range(0, x.shape[0], batch_size)]
     net.train(was_training)
     return torch.cat(out).numpy()
 

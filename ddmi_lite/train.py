@@ -115,6 +115,14 @@ class TrainResult:
     ema: EMA | None = None       # the EMA (``ema.model`` for evaluation), if enabled
     total_time_s: float = 0.0      # training seconds summed over every resumed call
 
+    def summary(self, ckpt_path=None) -> str:
+        """One line for notebooks: a reused finished checkpoint, or what this call trained."""
+        if self.resumed_from == self.steps_done:
+            where = f" {ckpt_path}" if ckpt_path is not None else ""
+            return f"reused the finished checkpoint{where} ({self.steps_done} steps, trained in {self.total_time_s:.0f} s)"
+        return (f"trained {self.steps_done} steps in {self.total_time_s:.0f} s"
+                + (" (stopped by the time budget)" if self.stopped_early else ""))
+
 
 # ----------------------------------------------------------------------------- helpers
 def is_main_process() -> bool:

@@ -64,11 +64,7 @@ print(cfg)
 
 # %%
 vae, result = load_or_train_image_vae(cfg, ckpt_path=ckpt, device=device, seed=SEED)
-if result.resumed_from == result.steps_done:
-    print(f"reused the finished checkpoint {ckpt} ({result.steps_done} steps, trained in {result.total_time_s:.0f} s)")
-else:
-    print(f"trained {result.steps_done} steps in {result.total_time_s:.0f} s"
-          + (" (stopped by the time budget)" if result.stopped_early else ""))
+print(result.summary(ckpt))
 print(f"parameters: {count_parameters(vae):,}; latent per image: {cfg.net.z_channels}×8×8")
 
 hist = result.history

@@ -137,11 +137,7 @@ fig.tight_layout(); fig.savefig(out / "forward_process.png", dpi=120); plt.show(
 
 # %%
 ldm, result = load_or_train_ldm(vae, posterior, cfg, ckpt_path=ckpt_dir / "ldm_image", device=device, seed=SEED)
-if result.resumed_from == result.steps_done:
-    print(f"reused the finished checkpoint {ckpt_dir / 'ldm_image'} ({result.steps_done} steps)")
-else:
-    print(f"trained {result.steps_done} steps in {result.total_time_s:.0f} s"
-          + (" (stopped by the time budget)" if result.stopped_early else ""))
+print(result.summary(ckpt_dir / 'ldm_image'))
 mixing = ldm.mixing_weight.detach().flatten().cpu()
 print(f"UNet parameters: {count_parameters(ldm.net):,}; latent scale {ldm.latent_scale:.4g}")
 print("learned mixing weight s per channel:", np.round(mixing.numpy(), 3))

@@ -119,11 +119,7 @@ print("occupied texels per plane:", counts[0, :, 0].flatten(1).sum(1).tolist())
 
 # %%
 vae, result = load_or_train_shape_vae(cfg, ckpt_path=ckpt_dir / "shape_vae", device=device, seed=SEED, data=train)
-if result.resumed_from == result.steps_done:
-    print(f"reused the finished checkpoint ({result.steps_done} steps, trained in {result.total_time_s:.0f} s)")
-else:
-    print(f"trained {result.steps_done} steps in {result.total_time_s:.0f} s"
-          + (" (stopped by the time budget)" if result.stopped_early else ""))
+print(result.summary())
 print(f"parameters: {count_parameters(vae):,}; latent per shape: {tuple(cfg.net.latent_shape)}")
 fig, axes = plt.subplots(1, 2, figsize=(9, 3))
 steps_h, rec_h = history_curve(result.history, "rec")

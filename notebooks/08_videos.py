@@ -131,11 +131,7 @@ fig.tight_layout(); fig.savefig(out / "axis_means.png", dpi=120); plt.show()
 
 # %%
 vae, result = load_or_train_video_vae(cfg, ckpt_path=ckpt_dir / "video_vae", device=device, seed=SEED, clips=train)
-if result.resumed_from == result.steps_done:
-    print(f"reused the finished checkpoint ({result.steps_done} steps, trained in {result.total_time_s:.0f} s)")
-else:
-    print(f"trained {result.steps_done} steps in {result.total_time_s:.0f} s"
-          + (" (stopped by the time budget)" if result.stopped_early else ""))
+print(result.summary())
 print(f"parameters: {count_parameters(vae):,}; latent per clip: {cfg.net.latent_shape} (planes {PLANE_ORDER})")
 fig, axes = plt.subplots(1, 2, figsize=(9, 3))
 axes[0].plot(*history_curve(result.history, "rec")); axes[0].set_yscale("log")

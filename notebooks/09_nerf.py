@@ -172,11 +172,7 @@ fig.tight_layout(); fig.savefig(out / "volume_rendering.png", dpi=120); plt.show
 
 # %%
 vae, result = load_or_train_nerf_vae(cfg, ckpt_path=ckpt_dir / "nerf_vae", device=device, seed=SEED, data=train)
-if result.resumed_from == result.steps_done:
-    print(f"reused the finished checkpoint ({result.steps_done} steps, trained in {result.total_time_s:.0f} s)")
-else:
-    print(f"trained {result.steps_done} steps in {result.total_time_s:.0f} s"
-          + (" (stopped by the time budget)" if result.stopped_early else ""))
+print(result.summary())
 print(f"parameters: {count_parameters(vae):,}; latent per object: {tuple(cfg.net.latent_shape)}")
 fig, axes = plt.subplots(1, 2, figsize=(9, 3))
 axes[0].plot(*history_curve(result.history, "psnr")); axes[0].set_title("PSNR of the training rays (dB)")

@@ -34,7 +34,6 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 import zipfile
 import zlib
 from dataclasses import asdict, dataclass
@@ -44,6 +43,7 @@ import numpy as np
 import torch
 from einops import rearrange
 
+from ddmi_lite.checkpoint import atomic_write
 from ddmi_lite.errors import DDMIError
 
 ALLOWED_SIZES = (32, 48, 64, 128)
@@ -230,17 +230,8 @@ def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temp file in the same folder, then ``os.replace`` (never a half-written file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; caches are ordinary readable files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """A data-cache file written atomically, without fsync (:func:`ddmi_lite.checkpoint.atomic_write`)."""
+    atomic_write(path, data, durable=False)
 
 
 def _sha256(path: Path) -> str:
