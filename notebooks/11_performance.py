@@ -32,6 +32,7 @@ import json
 import time
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import NullFormatter, ScalarFormatter
 import torch
 
 from ddmi_lite import resolve_device, seed_everything
@@ -177,6 +178,7 @@ for name in grid:
     ax.plot([r["nfe"] for r in rr], [r["fd"] for r in rr], "o-", label=name)
 ax.axhline(match["reference"], color="k", lw=0.8, ls=":", label="DDIM-50")
 ax.set_xscale("log"); ax.set_xlabel("network evaluations per sample"); ax.set_ylabel("FD (ddmi_lite features)")
+ax.set_xticks(sorted({r["nfe"] for r in rows})); ax.xaxis.set_major_formatter(ScalarFormatter()); ax.xaxis.set_minor_formatter(NullFormatter())
 ax.set_title(f"images: {match['best_sampler']} matches DDIM-50 with {match['best_nfe']} NFE"); ax.legend(fontsize=8)
 fig.tight_layout(); fig.savefig(out / "sampler_curve_images.png", dpi=120); plt.show()
 print(json.dumps(match, indent=1), f"; the preset's default sampler is {cfg.sampler}")
@@ -214,6 +216,7 @@ for name in grid:
     ax.plot([r["nfe"] for r in rr], [r["mmd"] for r in rr], "o-", label=name)
 ax.axhline(shape_match["reference"], color="k", lw=0.8, ls=":", label="DDIM-50")
 ax.set_xscale("log"); ax.set_xlabel("network evaluations per sample"); ax.set_ylabel("latent MMD² (proxy)")
+ax.set_xticks(sorted({r["nfe"] for r in shape_rows})); ax.xaxis.set_major_formatter(ScalarFormatter()); ax.xaxis.set_minor_formatter(NullFormatter())
 ax.set_title(f"shapes: {shape_match['best_sampler']} matches DDIM-50 with {shape_match['best_nfe']} NFE")
 ax.legend(fontsize=8); fig.tight_layout(); fig.savefig(out / "sampler_curve_shapes.png", dpi=120); plt.show()
 
