@@ -151,14 +151,14 @@ def _project(coords: torch.Tensor, layout: str) -> torch.Tensor:
 
 
 def _sample(field: torch.Tensor, grid: torch.Tensor, align_corners: bool) -> torch.Tensor:
-    """One ``grid_sample`` call with the planes folded into the batch: ``[B, P, N, C]``."""
+    """One ``grid_sample`` call with the planes folded into the batch: ``[B, P, C, N]`` (a view)."""
     b, p = field.shape[:2]
     if grid.shape[0] != b:  # coords shared by the batch (B=1)
         grid = grid.expand(b, *grid.shape[1:])
     planes = rearrange(field, "b p c h w -> (b p) c h w")  # [B*P, C, H, W]
     grid = rearrange(grid.to(field.dtype), "b p n two -> (b p) 1 n two")  # [B*P, 1, N, 2]
     out = F.grid_sample(planes, grid, mode="bilinear", padding_mode="border", align_corners=align_corners)
-    return rearrange(out, "(b p) c 1 n -> b p n c", b=b, p=p)  # [B, P, N, C]
+    return rearrange(out, "(b p) c 1 n -> b p c n", b=b, p=p)  # [B, P, C, N]
 
 
 def _embed_fused(field: torch.Tensor, grid: torch.Tensor, align_corners: bool, aggregate: str) -> torch.Tensor:
@@ -168,13 +168,8 @@ def _embed_fused(field: torch.Tensor, grid: torch.Tensor, align_corners: bool, a
     over the outermost axis; nothing to add when P = 1), and the result is returned as a
     ``[B, N, C]`` view, so no transposed copy is made before the readout.
     """
-    b, p = field.shape[:2]
-    if grid.shape[0] != b:  # coords shared by the batch (B=1)
-        grid = grid.expand(b, *grid.shape[1:])
-    planes = rearrange(field, "b p c h w -> (b p) c h w")  # [B*P, C, H, W]
-    grid = rearrange(grid.to(field.dtype), "b p n two -> (b p) 1 n two")  # [B*P, 1, N, 2]
-    out = F.grid_sample(planes, grid, mode="bilinear", padding_mode="border", align_corners=align_corners)
-    out = rearrange(out, "(b p) c 1 n -> b p c n", b=b, p=p)  # [B, P, C, N] (a view)
+    out = _sample(field, grid, align_corners)  # [B, P, C, N]
+    p = out.shape[1]
     if aggregate == "concat":
         return rearrange(out, "b p c n -> b n (p c)")  # [B, N, P*C]
     summed = out[:, 0] if p == 1 else out.sum(dim=1)  # Σ_planes, [B, C, N]
@@ -218,7 +213,7 @@ def query_plane_fields(field: torch.Tensor, coords: torch.Tensor, layout: str) -
     _check_coords(coords, layout)
     _check_field(field, coords, layout)
     grid = _project(coords.clamp(-1.0, 1.0), layout)  # [B, P, N, 2]
-    return _sample(field, grid, align_corners_for(layout))
+    return rearrange(_sample(field, grid, align_corners_for(layout)), "b p c n -> b p n c")  # [B, P, N, C]
 
 
 def _scale_weights(scale_mask, n_scales: int) -> list[float]:
