@@ -448,28 +448,32 @@ def video_vae_config(profile: str = "cpu", **overrides):
     """Video D2C-VAE preset (reference: TimeSformer 384×8, planes xy 64×32², xt / yt 64×16×32, C_pe 64
     per plane concatenated to 192, readout 256, L1 summed over 16×256², β_max 0.1).
 
-    ``cpu``: 16 frames of 32²; a conv trunk (widths 16/32/32) to 16×8² then attention pooling along
-    each axis gives three 16×8² planes (time planes: 8 rows for 16 frames), fields at 8/16/32 with
-    C_pe 24 per plane, readout width 80; 4,096 supervised points per clip and step, bf16 autocast.
-    Step cost with two threads: 0.18 s (a 5.6 M-parameter variant with widths 32/64/64, C_pe 32 and
-    readout 96: 0.33 s). Learning per step was the same for both in 200-step trials (the summed L1
-    falls about as fast as the image VAE's per pixel), so the smaller one gets ~2,800 steps in a
-    9-minute budget (held-out PSNR on one busy thread: 21.8 dB at 300 steps, 22.9 dB at 750). The encoder's pixel shortcut (nets/video.py) is what lets per-clip colours
-    reach z: without it held-out PSNR sat near the data-set mean (16 dB) for the first few hundred
-    steps.
+    ``cpu``: 16 frames of 32²; a conv trunk (widths 16/32, one stride-2 level) to 16×16² with no
+    temporal stride, then attention pooling along each axis gives three 16×16² planes (time planes:
+    16 rows for 16 frames), fields at 16 and 32 (two scales) with C_pe 24 per plane, the time
+    planes' product appended to the concatenation (``aggregate="concat_prod"``), readout width 80;
+    4,096 supervised points per clip and step, bf16 autocast, a 9-minute budget (~2,500 steps with
+    two threads). One-thread trials with 300 steps, held-out PSNR on 64 clips: 8² planes with
+    three scales 21.3 dB; 16² planes 22.4 dB (22.8 at 900 steps); + the product 22.6 dB; a wider
+    readout (160) or a cross-plane block at 16² added nothing. The encoder's pixel shortcut
+    (nets/video.py) is what lets per-clip colours reach z: without it held-out PSNR sat near the
+    data-set mean (16 dB) for the first few hundred steps.
     """
     from ddmi_lite.domains.video import VideoVAEConfig
     from ddmi_lite.nets.video import VideoNetConfig
 
     check_profile(profile)
     if profile == "smoke":
-        cfg = VideoVAEConfig(net=VideoNetConfig(ch=8, z_channels=4, pe_channels=8, pool_heads=2,
-                                                cross_resolutions=(), attention_resolutions=()),
+        cfg = VideoVAEConfig(net=VideoNetConfig(ch=8, ch_mult=(1, 2), time_down=1, z_channels=4, pe_channels=8,
+                                                n_scales=2, pool_heads=2, cross_resolutions=(),
+                                                attention_resolutions=()),
                              hidden=32, n_train=64, n_query=512, steps=20, batch_size=4, warmup_steps=2)
     elif profile == "cpu":
-        cfg = VideoVAEConfig(net=VideoNetConfig(ch=16, z_channels=16, pe_channels=24, pool_heads=2), hidden=80,
-                             n_query=4096, steps=2800, batch_size=8, lr=2e-3, warmup_steps=50, precision="bf16",
-                             max_time_s=540.0)
+        cfg = VideoVAEConfig(net=VideoNetConfig(ch=16, ch_mult=(1, 2), time_down=1, z_channels=16, pe_channels=24,
+                                                n_scales=2, pool_heads=2, cross_resolutions=(),
+                                                attention_resolutions=()),
+                             hidden=80, n_query=4096, steps=2800, batch_size=8, lr=2e-3, warmup_steps=50,
+                             precision="bf16", max_time_s=540.0)
     else:  # gpu
         cfg = VideoVAEConfig(net=VideoNetConfig(resolution=64, ch=64, ch_mult=(1, 2, 2, 2), num_res_blocks=2,
                                                 z_channels=16, pe_channels=64, cross_resolutions=(16, 8)),
@@ -479,16 +483,19 @@ def video_vae_config(profile: str = "cpu", **overrides):
 
 def video_ldm_config(profile: str = "cpu", **overrides) -> LDMConfig:
     """Latent diffusion on the channel-stacked planes [3z, S, S] (reference: a UNet over the three planes
-    with 1D cross-plane attention, 256 channels, DDIM 200 steps). ``latent_scale="auto"``."""
+    with 1D cross-plane attention, 256 channels, DDIM 200 steps). ``latent_scale="auto"``.
+
+    ``cpu``: [48, 16, 16] latents, a UNet at 16/8/4 with attention at 4², a 4-minute budget
+    (~0.3 s per step of 64 with two threads)."""
     check_profile(profile)
     if profile == "smoke":
         cfg = LDMConfig(model_channels=16, channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(),
                         num_heads=2, latent_scale="auto", hflip=True, steps=20, batch_size=16, lr=1e-3, mix_lr=5e-2,
                         warmup_steps=2, ema_decay=0.9, sampler="ddim", sample_steps=5, n_samples=8, sample_batch=64)
     elif profile == "cpu":
-        cfg = LDMConfig(model_channels=64, channel_mult=(1, 2), num_res_blocks=2, attention_resolutions=(4,),
+        cfg = LDMConfig(model_channels=64, channel_mult=(1, 2, 2), num_res_blocks=2, attention_resolutions=(4,),
                         latent_scale="auto", hflip=False, steps=1000, batch_size=64, lr=4e-4, mix_lr=5e-2,
-                        warmup_steps=50, ema_decay=0.995, precision="bf16", max_time_s=180.0, sampler="ddim",
+                        warmup_steps=50, ema_decay=0.995, precision="bf16", max_time_s=240.0, sampler="ddim",
                         sample_steps=50, n_samples=200, sample_batch=100)
     else:
         cfg = LDMConfig(model_channels=128, channel_mult=(1, 2, 2), attention_resolutions=(4, 2), latent_scale="auto",

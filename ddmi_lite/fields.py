@@ -6,6 +6,12 @@ interpolation of Ξˡ at c, after projecting c onto each plane of the layout:
 
     pˡ(c) = ⊕_{ab ∈ planes}  bilinear(Ξˡ_ab, (c_a, c_b))         ⊕ = sum or concatenation
 
+and, for video only (``concat_prod``), the concatenation followed by the product of the two time
+planes, pˡ(c) = [Ξ_xy(x, y) ‖ Ξ_xt(x, t) ‖ Ξ_yt(y, t) ‖ Ξ_xt(x, t) ⊙ Ξ_yt(y, t)]: each product
+channel is a separable function g(x, t)·h(y, t) of position at time t, the form of a bump that
+moves with t (the multiplicative plane features of K-planes), which a sum or concatenation only
+reaches through the readout's non-linearities.
+
 Conventions (the whole library relies on them):
 
 * fields: a list over scales, coarse first, of tensors ``[B, P, C, H, W]``; P planes stacked in
@@ -45,7 +51,7 @@ LAYOUTS: dict[str, tuple[str, ...]] = {
 }
 # Names of the coordinate axes, in the order of the coordinates' last dimension.
 AXES: dict[str, str] = {"plane": "xy", "triplane": "xyz", "xyt": "xyt"}
-AGGREGATES: tuple[str, ...] = ("sum", "concat")
+AGGREGATES: tuple[str, ...] = ("sum", "concat", "concat_prod")
 
 
 # --------------------------------------------------------------------------- layouts
@@ -73,9 +79,12 @@ def align_corners_for(layout: str) -> bool:
 
 
 def embedding_channels(channels: int, layout: str, *, aggregate: str = "sum") -> int:
-    """Channels of one scale's PE: C for ``sum`` (and for ``plane``), P·C for ``concat``."""
-    _check_aggregate(aggregate)
-    return channels * (num_planes(layout) if aggregate == "concat" else 1)
+    """Channels of one scale's PE: C for ``sum`` (and for ``plane``), P·C for ``concat``, 4·C for
+    ``concat_prod`` (``xyt`` only)."""
+    _check_aggregate(aggregate, layout)
+    if aggregate == "sum":
+        return channels
+    return channels * (num_planes(layout) + (aggregate == "concat_prod"))
 
 
 def _plane_axis_index(layout: str) -> list[int]:
@@ -84,10 +93,23 @@ def _plane_axis_index(layout: str) -> list[int]:
     return [axes.index(letter) for plane in LAYOUTS[layout] for letter in plane]
 
 
-def _check_aggregate(aggregate: str) -> str:
+def _check_aggregate(aggregate: str, layout: str | None = None) -> str:
     if aggregate not in AGGREGATES:
         raise DDMIError(f"aggregate={aggregate!r} is not one of {list(AGGREGATES)}")
+    if aggregate == "concat_prod" and layout is not None and layout != "xyt":
+        raise DDMIError(f"aggregate='concat_prod' multiplies the time planes xt and yt, so it needs layout='xyt', "
+                        f"got layout={layout!r}")
     return aggregate
+
+
+def _aggregate(samples: torch.Tensor, aggregate: str) -> torch.Tensor:
+    """Plane samples ``[B, P, C, N]`` → one scale's embedding ``[B, N, C']`` (module docstring's ⊕)."""
+    if aggregate == "sum":
+        summed = samples[:, 0] if samples.shape[1] == 1 else samples.sum(dim=1)  # Σ_planes, [B, C, N]
+        return summed.transpose(1, 2)  # [B, N, C], a view: no transposed copy before the readout
+    if aggregate == "concat_prod":  # time planes xt ⊙ yt appended as a fourth block
+        samples = torch.cat([samples, (samples[:, 1] * samples[:, 2])[:, None]], dim=1)  # [B, P+1, C, N]
+    return rearrange(samples, "b p c n -> b n (p c)")  # [B, N, P*C] (or (P+1)*C)
 
 
 # --------------------------------------------------------------------------- validation
@@ -168,12 +190,7 @@ def _embed_fused(field: torch.Tensor, grid: torch.Tensor, align_corners: bool, a
     over the outermost axis; nothing to add when P = 1), and the result is returned as a
     ``[B, N, C]`` view, so no transposed copy is made before the readout.
     """
-    out = _sample(field, grid, align_corners)  # [B, P, C, N]
-    p = out.shape[1]
-    if aggregate == "concat":
-        return rearrange(out, "b p c n -> b n (p c)")  # [B, N, P*C]
-    summed = out[:, 0] if p == 1 else out.sum(dim=1)  # Σ_planes, [B, C, N]
-    return summed.transpose(1, 2)  # [B, N, C]
+    return _aggregate(_sample(field, grid, align_corners), aggregate)  # [B, P, C, N] → [B, N, C']
 
 
 _FUSED_DEFAULT = [True]
@@ -245,8 +262,9 @@ def query_fields(
 ) -> list[torch.Tensor]:
     """Positional embeddings pˡ(c) of every scale: a list (coarse first) of ``[B, N, C']``.
 
-    pˡ(c) = ⊕_planes bilinear(Ξˡ_plane, proj_plane(c)), with ⊕ = ``"sum"`` (C' = C, shapes) or
-    ``"concat"`` (C' = P·C in plane order, video / NeRF); for ``plane`` both give C.
+    pˡ(c) = ⊕_planes bilinear(Ξˡ_plane, proj_plane(c)), with ⊕ = ``"sum"`` (C' = C, shapes),
+    ``"concat"`` (C' = P·C in plane order, NeRF) or ``"concat_prod"`` (``xyt`` only: the concatenation
+    and Ξ_xt ⊙ Ξ_yt, C' = 4·C, video); for ``plane`` sum and concat both give C.
     ``scale_mask`` (one bool/float per scale) multiplies each scale's embedding: 0 switches a
     scale off (exact zeros, nothing is sampled), 1 leaves it untouched.
     ``fused=True`` (the default) samples all planes of a scale in one ``grid_sample`` call (planes
@@ -254,7 +272,7 @@ def query_fields(
     plane and sums after a transpose (the slower reference path; same values up to rounding).
     """
     _check_layout(layout)
-    _check_aggregate(aggregate)
+    _check_aggregate(aggregate, layout)
     if isinstance(fields, torch.Tensor) or not isinstance(fields, Sequence) or len(fields) == 0:
         raise DDMIError("fields must be a non-empty list over scales (coarse first) of [B, P, C, H, W] tensors")
     _check_coords(coords, layout)
@@ -281,7 +299,9 @@ def query_fields(
         if aggregate == "sum":
             emb = samples.sum(dim=1)  # [B, N, C]
         else:
-            emb = rearrange(samples, "b p n c -> b n (p c)")  # [B, N, P*C]
+            if aggregate == "concat_prod":
+                samples = torch.cat([samples, (samples[:, 1] * samples[:, 2])[:, None]], dim=1)  # [B, P+1, N, C]
+            emb = rearrange(samples, "b p n c -> b n (p c)")  # [B, N, P*C] (or (P+1)*C)
         embeddings.append(emb if weight == 1.0 else emb * weight)
     return embeddings
 

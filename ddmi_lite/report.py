@@ -128,7 +128,8 @@ def write_report(
         lines += [f"Notebooks in this report: {', '.join(p.stem for p in notebooks)} (a selection).", ""]
     lines += ["## Environment", "", "| | |", "| --- | --- |"]
     lines += [f"| {key} | {value} |" for key, value in env.items()]
-    lines += [f"| total wall time | {total / 60:.1f} min over {len(notebooks)} notebooks |", ""]
+    lines += [f"| notebooks' wall time | {total / 60:.1f} min summed over {len(notebooks)} notebooks |"]
+    lines += [_run_line(root), ""]
     lines += overview + [""]
     lines += _ablation_section(root, all_metrics) + _sampler_section(all_metrics)
     lines += sections
@@ -261,6 +262,19 @@ def write_report_html(profile: str, out_root: str | Path = "runs") -> Path:
     return path
 
 
+def _run_line(root: Path) -> str:
+    """The last ``reproduce`` call (``run.json``): when, how long, and how many notebooks it ran or reused."""
+    if not (root / RUN_FILE).is_file():
+        return "| last reproduce run | no record (run.json missing) |"
+    run = _read_json(root / RUN_FILE)
+    ran, skipped = run.get("ran", []), run.get("skipped", [])
+    kind = (f"one uninterrupted run: all {len(ran)} notebooks ran, none reused" if run.get("status") == "complete" and not skipped
+            else f"{len(ran)} ran, {len(skipped)} reused from earlier runs ({', '.join(skipped) or 'none'})")
+    wall = float(run.get("wall_s", 0.0))
+    return (f"| last reproduce run | {run.get('status', '?')}: {run.get('started', '?')} → {run.get('finished', '?')}, "
+            f"{wall / 60:.1f} min; {kind} |")
+
+
 def _notebook_section(
     source: Path, out_dir: Path, root: Path, metrics: Mapping[str, Any], timing: Mapping[str, Any]
 ) -> str:
@@ -291,6 +305,7 @@ def _notebook_section(
 from ddmi_lite.reproduce import (
     METRICS_FILE,
     REPORT_FILE,
+    RUN_FILE,
     STRING_KEYS,
     TIMINGS_FILE,
     _now,

@@ -31,6 +31,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 METRICS_FILE = "metrics.json"
 TIMINGS_FILE = "timings.json"
+RUN_FILE = "run.json"  # the last run_all call: start, end, total wall time, notebooks ran / reused
 REPORT_FILE = "report.md"
 # keys that hold strings in metrics.json; every other value is a finite number
 STRING_KEYS = ("profile", "device")
@@ -84,6 +85,23 @@ def notebook_out_dir(name: str, profile: str, out_dir: str | Path | None = "") -
     path = path.resolve()
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def start_notebook(name: str, profile: str, device: str = "auto", seed: int = 0, out_dir: str | Path | None = ""):
+    """The set-up every notebook's first code cell does, from its ``parameters`` cell.
+
+    Returns ``(device, generator, out, ckpt_dir)``: the resolved torch device, the generator
+    :func:`~ddmi_lite.device.seed_everything` seeded, the notebook's output folder
+    (:func:`notebook_out_dir`) and the checkpoint folder next to it, shared by every notebook of
+    the profile (``runs/<profile>/checkpoints``). Prints one line saying so.
+    """
+    from ddmi_lite.device import resolve_device, seed_everything
+
+    torch_device = resolve_device(device)
+    generator = seed_everything(seed)
+    out = notebook_out_dir(name, profile, out_dir)
+    print(f"profile={profile} device={torch_device} seed={seed} out={out}")
+    return torch_device, generator, out, out.parent / "checkpoints"
 
 
 # --------------------------------------------------------------------------- metrics
@@ -301,7 +319,10 @@ def run_all(
     """Execute the notebooks in order under ``profile`` into ``out_root/<profile>/<name>/``.
 
     A notebook whose outputs are newer than its source is skipped unless ``force``. Wall
-    times go to ``out_root/<profile>/timings.json``. Stops at the first failing notebook.
+    times go to ``out_root/<profile>/timings.json``; the call as a whole (start, end, total wall
+    time, which notebooks ran and which were reused) to ``out_root/<profile>/run.json``, so the
+    report can say whether its figures come from one uninterrupted run. Stops at the first
+    failing notebook.
     """
     check_profile(profile)
     notebooks = select_notebooks(only, notebooks_dir)
@@ -310,12 +331,21 @@ def run_all(
     timings_path = root / TIMINGS_FILE
     timings = _read_json(timings_path) if timings_path.is_file() else {}
     results: list[dict[str, Any]] = []
+    run = {"profile": profile, "device": device, "seed": seed, "started": _now(), "status": "running",
+           "notebooks": [p.stem for p in notebooks], "ran": [], "skipped": []}
+    run_start = time.perf_counter()
+
+    def record_run(status: str) -> None:
+        run.update(status=status, finished=_now(), wall_s=round(time.perf_counter() - run_start, 2))
+        _write_json_atomic(root / RUN_FILE, run)
+
     for index, source in enumerate(notebooks, start=1):
         name, out_dir = source.stem, root / source.stem
         tag = f"[{index}/{len(notebooks)}] {name}"
         if not force and is_done(source, out_dir):
             _log(f"{tag}: skipped (done) — outputs in {out_dir}")
             results.append({"name": name, "status": "skipped", "source": source, "out_dir": out_dir})
+            run["skipped"].append(name)
             continue
         _log(f"{tag}: running with profile={profile} device={device} seed={seed}")
         start = time.perf_counter()
@@ -324,11 +354,16 @@ def run_all(
         except DDMIError:
             timings[name] = {"status": "failed", "wall_s": round(time.perf_counter() - start, 2), "finished": _now()}
             _write_json_atomic(timings_path, timings)
+            record_run(f"failed at {name}")
             raise
         timings[name] = {"status": "ran", "wall_s": round(result["wall_s"], 2), "finished": _now()}
         _write_json_atomic(timings_path, timings)
         _log(f"{tag}: done in {result['wall_s']:.1f} s")
         results.append(result)
+        run["ran"].append(name)
+    record_run("complete")
+    _log(f"all {len(notebooks)} notebooks done in {run['wall_s'] / 60:.1f} min "
+         f"({len(run['ran'])} ran, {len(run['skipped'])} reused)")
     return results
 
 

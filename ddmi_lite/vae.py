@@ -82,15 +82,14 @@ class D2CVAE(nn.Module):
         readout: nn.Module,
         *,
         layout: str = "plane",        # "plane" | "triplane" | "xyt" (fields.LAYOUTS)
-        aggregate: str = "sum",       # how plane samples combine: "sum" (shapes) | "concat" (video, NeRF)
+        aggregate: str = "sum",       # plane samples: "sum" (shapes) | "concat" (NeRF) | "concat_prod" (video)
         recon: str = "l1",            # per-output reconstruction loss, summed over outputs
         moments_dim: int = 1,         # axis of the encoder output holding (mean, logvar)
     ):
         super().__init__()
         if layout not in F_fields.LAYOUTS:
             raise DDMIError(f"layout={layout!r} is not one of {tuple(F_fields.LAYOUTS)}")
-        if aggregate not in ("sum", "concat"):
-            raise DDMIError(f"aggregate={aggregate!r} is not one of ('sum', 'concat')")
+        F_fields.embedding_channels(1, layout, aggregate=aggregate)  # checks the aggregate and its layout
         if recon not in RECON_LOSSES:
             raise DDMIError(f"recon={recon!r} is not one of {RECON_LOSSES}")
         self.encoder, self.decoder, self.readout = encoder, decoder, readout

@@ -34,9 +34,8 @@ import numpy as np
 import torch
 
 from ddmi_lite import fields as F
-from ddmi_lite import resolve_device, seed_everything
 from ddmi_lite.data import load_emoji
-from ddmi_lite.reproduce import notebook_out_dir, write_metrics
+from ddmi_lite.reproduce import start_notebook, write_metrics
 
 # %% tags=["parameters"]
 PROFILE = "cpu"
@@ -46,10 +45,7 @@ OUT_DIR = ""
 
 # %%
 t_start = time.time()
-device = resolve_device(DEVICE)
-seed_everything(SEED)
-out = notebook_out_dir("01_basis_fields", PROFILE, OUT_DIR)
-print(f"profile={PROFILE} device={device} out={out}")
+device, gen, out, ckpt_dir = start_notebook("01_basis_fields", PROFILE, DEVICE, SEED, OUT_DIR)
 
 # %% [markdown]
 # ## 1. A field is a grid; a PE is an interpolated read

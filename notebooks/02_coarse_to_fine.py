@@ -33,12 +33,12 @@ import time
 import matplotlib.pyplot as plt
 import torch
 
-from ddmi_lite import resolve_device, seed_everything
+from ddmi_lite import seed_everything
 from ddmi_lite.configs import image_vae_config
 from ddmi_lite.data import load_emoji
 from ddmi_lite.domains.image import build_image_vae, build_pyramid, psnr, reconstruct, train_image_vae
 from ddmi_lite.readout import MODES, CFCReadout, readout_block_inputs
-from ddmi_lite.reproduce import notebook_out_dir, write_metrics
+from ddmi_lite.reproduce import start_notebook, write_metrics
 from ddmi_lite.vae import count_parameters
 
 # %% tags=["parameters"]
@@ -49,12 +49,10 @@ OUT_DIR = ""
 
 # %%
 t_start = time.time()
-device = resolve_device(DEVICE)
-seed_everything(SEED)
-out = notebook_out_dir("02_coarse_to_fine", PROFILE, OUT_DIR)
+device, gen, out, ckpt_dir = start_notebook("02_coarse_to_fine", PROFILE, DEVICE, SEED, OUT_DIR)
 # per profile: training steps per variant, images fitted, evaluation period
 STEPS, N_IMAGES, EVAL_EVERY = {"smoke": (6, 32, 3), "cpu": (200, 3862, 25), "gpu": (3000, 3862, 100)}[PROFILE]
-print(f"profile={PROFILE} device={device} steps/variant={STEPS} out={out}")
+print(f"steps/variant={STEPS}, images={N_IMAGES}")
 
 # %% [markdown]
 # ## 1. The wiring of each mode

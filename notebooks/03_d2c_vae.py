@@ -35,12 +35,11 @@ import matplotlib.pyplot as plt
 import torch
 
 from ddmi_lite import fields as F
-from ddmi_lite import resolve_device, seed_everything
 from ddmi_lite.configs import image_vae_config
 from ddmi_lite.data import load_emoji
 from ddmi_lite.domains.image import (load_or_train_image_vae, psnr, reconstruct, render, to_model_range,
                                      to_unit_range)
-from ddmi_lite.reproduce import notebook_out_dir, write_metrics
+from ddmi_lite.reproduce import start_notebook, write_metrics
 from ddmi_lite.vae import count_parameters
 
 # %% tags=["parameters"]
@@ -51,12 +50,9 @@ OUT_DIR = ""
 
 # %%
 t_start = time.time()
-device = resolve_device(DEVICE)
-seed_everything(SEED)
-out = notebook_out_dir("03_d2c_vae", PROFILE, OUT_DIR)
-ckpt = out.parent / "checkpoints" / "image_vae"
+device, gen, out, ckpt_dir = start_notebook("03_d2c_vae", PROFILE, DEVICE, SEED, OUT_DIR)
+ckpt = ckpt_dir / "image_vae"
 cfg = image_vae_config(PROFILE)
-print(f"profile={PROFILE} device={device} out={out}")
 print(cfg)
 
 # %% [markdown]

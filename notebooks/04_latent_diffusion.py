@@ -33,14 +33,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from ddmi_lite import resolve_device, seed_everything
 from ddmi_lite.configs import image_vae_config, ldm_config
 from ddmi_lite.data import load_emoji
 from ddmi_lite.diffusion import Schedule
 from ddmi_lite.domains.image import load_or_train_image_vae
 from ddmi_lite.latent_diffusion import (decode_to_images, encode_posterior, history_curve, load_or_train_ldm,
                                         loss_per_timestep, resolve_latent_scale, sample_latents)
-from ddmi_lite.reproduce import notebook_out_dir, write_metrics
+from ddmi_lite.reproduce import start_notebook, write_metrics
 from ddmi_lite.vae import count_parameters
 
 # %% tags=["parameters"]
@@ -51,12 +50,8 @@ OUT_DIR = ""
 
 # %%
 t_start = time.time()
-device = resolve_device(DEVICE)
-gen = seed_everything(SEED)
-out = notebook_out_dir("04_latent_diffusion", PROFILE, OUT_DIR)
-ckpt_dir = out.parent / "checkpoints"
+device, gen, out, ckpt_dir = start_notebook("04_latent_diffusion", PROFILE, DEVICE, SEED, OUT_DIR)
 cfg = ldm_config(PROFILE)
-print(f"profile={PROFILE} device={device} out={out}")
 print(cfg)
 
 # %% [markdown]

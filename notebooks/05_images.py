@@ -33,14 +33,13 @@ import numpy as np
 import torch
 from matplotlib.ticker import FuncFormatter, LogLocator
 
-from ddmi_lite import resolve_device, seed_everything
 from ddmi_lite.configs import image_vae_config, ldm_config
 from ddmi_lite.data import load_emoji
 from ddmi_lite.domains.image import load_or_train_image_vae, reconstruct
 from ddmi_lite.latent_diffusion import (decode_to_images, encode_posterior, fd_report, load_or_train_ldm,
                                         nearest_neighbours, sample_latents, sweep_samplers)
 from ddmi_lite.metrics import frechet_distance, image_features, train_feature_net
-from ddmi_lite.reproduce import notebook_out_dir, write_metrics
+from ddmi_lite.reproduce import start_notebook, write_metrics
 
 # %% tags=["parameters"]
 PROFILE = "cpu"
@@ -50,12 +49,8 @@ OUT_DIR = ""
 
 # %%
 t_start = time.time()
-device = resolve_device(DEVICE)
-gen = seed_everything(SEED)
-out = notebook_out_dir("05_images", PROFILE, OUT_DIR)
-ckpt_dir = out.parent / "checkpoints"
+device, gen, out, ckpt_dir = start_notebook("05_images", PROFILE, DEVICE, SEED, OUT_DIR)
 cfg = ldm_config(PROFILE)
-print(f"profile={PROFILE} device={device} out={out}")
 
 # %% [markdown]
 # ## 1. The two trained stages

@@ -41,7 +41,6 @@ import numpy as np
 import torch
 
 from ddmi_lite import fields as F
-from ddmi_lite import resolve_device, seed_everything
 from ddmi_lite.configs import shape_eval_config, shape_ldm_config, shape_vae_config
 from ddmi_lite.domains import shape_geometry as geo
 from ddmi_lite.domains.shape import (PLANE_ORDER, dense_occupancy, encode_means, encode_posterior_images,
@@ -52,7 +51,7 @@ from ddmi_lite.domains.shape_attributes import procedural_shape
 from ddmi_lite.latent_diffusion import history_curve, load_or_train_ldm, sample_latents
 from ddmi_lite.metrics3d import chamfer_distance, iou, mmd_cov_nna, normalize_to_unit_sphere
 from ddmi_lite.nets.pointnet import plane_cell_index, scatter_mean_planes
-from ddmi_lite.reproduce import notebook_out_dir, write_metrics
+from ddmi_lite.reproduce import start_notebook, write_metrics
 from ddmi_lite.vae import count_parameters
 
 # %% tags=["parameters"]
@@ -63,12 +62,8 @@ OUT_DIR = ""
 
 # %%
 t_start = time.time()
-device = resolve_device(DEVICE)
-gen = seed_everything(SEED)
-out = notebook_out_dir("06_shapes", PROFILE, OUT_DIR)
-ckpt_dir = out.parent / "checkpoints"
+device, gen, out, ckpt_dir = start_notebook("06_shapes", PROFILE, DEVICE, SEED, OUT_DIR)
 cfg, ldm_cfg, ev = shape_vae_config(PROFILE), shape_ldm_config(PROFILE), shape_eval_config(PROFILE)
-print(f"profile={PROFILE} device={device} out={out}")
 print(cfg, ev, sep="\n")
 
 # %% [markdown]

@@ -43,7 +43,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from ddmi_lite import resolve_device, seed_everything
 from ddmi_lite.configs import shape_eval_config, shape_vae_config, text_to_shape_config
 from ddmi_lite.domains import shape_geometry as geo
 from ddmi_lite.domains.shape import (dense_occupancy, encode_means, encode_posterior_images, encoder_input,
@@ -53,7 +52,7 @@ from ddmi_lite.domains.shape_attributes import (HEADS, attribute_accuracy, gt_oc
                                                 predict_attributes, train_attribute_classifier)
 from ddmi_lite.domains.text_to_shape import load_or_train_text_ldm
 from ddmi_lite.latent_diffusion import history_curve
-from ddmi_lite.reproduce import notebook_out_dir, write_metrics
+from ddmi_lite.reproduce import start_notebook, write_metrics
 from ddmi_lite.text import tokenize
 from ddmi_lite.vae import count_parameters
 
@@ -65,12 +64,8 @@ OUT_DIR = ""
 
 # %%
 t_start = time.time()
-device = resolve_device(DEVICE)
-gen = seed_everything(SEED)
-out = notebook_out_dir("07_text_to_shape", PROFILE, OUT_DIR)
-ckpt_dir = out.parent / "checkpoints"
+device, gen, out, ckpt_dir = start_notebook("07_text_to_shape", PROFILE, DEVICE, SEED, OUT_DIR)
 vae_cfg, cfg, ev = shape_vae_config(PROFILE), text_to_shape_config(PROFILE), shape_eval_config(PROFILE)
-print(f"profile={PROFILE} device={device} out={out}")
 print(cfg)
 
 # %% [markdown]

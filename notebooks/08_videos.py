@@ -18,12 +18,16 @@
 # centres of $T$ frames. DDMI's video D2C-VAE encodes the frames into **three latent planes**, one
 # per pair of axes, in the order (xy, xt, yt): plane $xy$ has width $x$ and height $y$, and the two
 # time planes have the spatial coordinate on the width axis and $t$ on the height axis. The decoder
-# turns them into basis fields at three resolutions, and the embedding of a point **concatenates**
-# the three planes' bilinear samples (for shapes they were summed):
+# turns them into basis fields at several resolutions (two in the cpu preset), and the embedding of
+# a point **concatenates** the three planes' bilinear samples (for shapes they were summed) and, in
+# this library, appends the product of the two time planes:
 #
-# $$p^l(x, y, t) = \big[\,\Xi^l_{xy}(x, y)\ \|\ \Xi^l_{xt}(x, t)\ \|\ \Xi^l_{yt}(y, t)\,\big],$$
+# $$p^l(x, y, t) = \big[\,\Xi^l_{xy}(x, y)\ \|\ \Xi^l_{xt}(x, t)\ \|\ \Xi^l_{yt}(y, t)\ \|\ \Xi^l_{xt}(x, t) \odot \Xi^l_{yt}(y, t)\,\big],$$
 #
-# read out by the shared CFC MLP into a colour. Training minimises the L1 error **summed** over the
+# read out by the shared CFC MLP into a colour. Why the product: a sprite at $(x_0(t), y_0(t))$ is
+# a bump in $x - x_0(t)$ *times* a bump in $y - y_0(t)$; a product channel $g(x, t)\,h(y, t)$ is
+# exactly such a moving bump, while a concatenation reaches it only through the MLP's
+# non-linearities (the reference concatenates; `aggregate="concat"` restores that). Training minimises the L1 error **summed** over the
 # supervised points plus a lightly weighted KL,
 #
 # $$\mathcal L = \sum_i \big|\hat\omega(c_i) - \omega(c_i)\big|_1 + \beta(t)\,\mathrm{KL}\big(q_\phi(z\mid x)\,\|\,\mathcal N(0, I)\big).$$
@@ -38,7 +42,6 @@ import matplotlib.pyplot as plt
 import torch
 
 from ddmi_lite import fields as F
-from ddmi_lite import resolve_device, seed_everything
 from ddmi_lite.configs import video_eval_config, video_ldm_config, video_vae_config
 from ddmi_lite.domains.video import (
     PLANE_ORDER,
@@ -58,7 +61,7 @@ from ddmi_lite.domains.video import (
 )
 from ddmi_lite.latent_diffusion import history_curve, load_or_train_ldm, sample_latents
 from ddmi_lite.metrics import clip_features, frechet_distance, train_feature_net
-from ddmi_lite.reproduce import notebook_out_dir, write_metrics
+from ddmi_lite.reproduce import start_notebook, write_metrics
 from ddmi_lite.vae import count_parameters
 
 # %% tags=["parameters"]
@@ -69,13 +72,9 @@ OUT_DIR = ""
 
 # %%
 t_start = time.time()
-device = resolve_device(DEVICE)
-gen = seed_everything(SEED)
-out = notebook_out_dir("08_videos", PROFILE, OUT_DIR)
-ckpt_dir = out.parent / "checkpoints"
+device, gen, out, ckpt_dir = start_notebook("08_videos", PROFILE, DEVICE, SEED, OUT_DIR)
 cfg, ldm_cfg, ev = video_vae_config(PROFILE), video_ldm_config(PROFILE), video_eval_config(PROFILE)
 T, R = cfg.net.frames, cfg.net.resolution
-print(f"profile={PROFILE} device={device} out={out}")
 print(cfg, ev, sep="\n")
 
 
@@ -193,8 +192,8 @@ save_gif(rec2x, out / "frame_rate_2x.gif", fps=2 * ev.gif_fps)
 # %% [markdown]
 # ## 7. Latent diffusion on the planes
 #
-# The three latent planes have **one shape**: the encoder halves time (16 frames → 8 rows) as it
-# divides space by 4 (32 → 8), so $z \in \mathbb R^{3 \times z \times 8 \times 8}$. We therefore
+# The three latent planes have **one shape**: the encoder keeps all 16 frames as rows as it halves
+# space (32 → 16), so $z \in \mathbb R^{3 \times z \times 16 \times 16}$. We therefore
 # stack them along channels in the fixed order (xy, xt, yt),
 # $[3, z, S, S] \rightleftarrows [3z, S, S]$, an exact reshaping, and train the 2D latent
 # diffusion model of notebook 04 on the stack. We chose this over the reference's UNet that runs
@@ -271,11 +270,12 @@ metrics
 # %% [markdown]
 # ## Recap
 #
-# * A conv trunk over the frames, a temporal stride and attention pooling along each axis give three
+# * A conv trunk over the frames, a temporal conv and attention pooling along each axis give three
 #   Gaussian latent planes (xy, xt, yt); the time planes keep t on their height axis and the spatial
 #   coordinate on their width, in both the encoder and the query.
-# * The decoder turns them into basis fields at three resolutions; a point's embedding concatenates
-#   its three plane samples, and the CFC readout gives its colour. The loss is the reference's L1
+# * The decoder turns them into multi-scale basis fields; a point's embedding concatenates its
+#   three plane samples plus the time planes' product (a moving bump), and the CFC readout gives
+#   its colour. The loss is the reference's L1
 #   summed over the supervised points plus a small KL.
 # * PSNR (per frame, then per clip, then over clips) measures held-out reconstructions; the same
 #   model renders at twice the frame rate by querying $t$ between frames.

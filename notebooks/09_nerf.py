@@ -41,7 +41,6 @@ import numpy as np
 import torch
 from IPython.display import Image as GifImage
 
-from ddmi_lite import resolve_device, seed_everything
 from ddmi_lite.configs import nerf_eval_config, nerf_ldm_config, nerf_vae_config
 from ddmi_lite.domains import shape_geometry as geo
 from ddmi_lite.domains.nerf import (
@@ -79,7 +78,7 @@ from ddmi_lite.metrics import (
     ssim,
     train_feature_net,
 )
-from ddmi_lite.reproduce import notebook_out_dir, write_metrics
+from ddmi_lite.reproduce import start_notebook, write_metrics
 from ddmi_lite.vae import count_parameters
 
 # %% tags=["parameters"]
@@ -90,12 +89,8 @@ OUT_DIR = ""
 
 # %%
 t_start = time.time()
-device = resolve_device(DEVICE)
-gen = seed_everything(SEED)
-out = notebook_out_dir("09_nerf", PROFILE, OUT_DIR)
-ckpt_dir = out.parent / "checkpoints"
+device, gen, out, ckpt_dir = start_notebook("09_nerf", PROFILE, DEVICE, SEED, OUT_DIR)
 cfg, ldm_cfg, ev = nerf_vae_config(PROFILE), nerf_ldm_config(PROFILE), nerf_eval_config(PROFILE)
-print(f"profile={PROFILE} device={device} out={out}")
 print(cfg, ev, sep="\n")
 
 

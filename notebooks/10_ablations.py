@@ -41,12 +41,11 @@ import matplotlib.pyplot as plt
 import torch
 from IPython.display import Image, Markdown, display
 
-from ddmi_lite import resolve_device, seed_everything
 from ddmi_lite.ablations import claim_verdicts, masked_psnr, run_ablation, table_markdown
 from ddmi_lite.configs import ablation_config
 from ddmi_lite.domains.image import to_model_range
 from ddmi_lite.domains.shape_geometry import render_meshes_grid
-from ddmi_lite.reproduce import notebook_out_dir, write_metrics
+from ddmi_lite.reproduce import start_notebook, write_metrics
 from ddmi_lite.viz import (
     ablation_bars,
     ablation_panel,
@@ -65,12 +64,8 @@ OUT_DIR = ""
 
 # %%
 t_start = time.time()
-device = resolve_device(DEVICE)
-seed_everything(SEED)
-out = notebook_out_dir("10_ablations", PROFILE, OUT_DIR)
-ckpt_dir = out.parent / "checkpoints"
+device, gen, out, ckpt_dir = start_notebook("10_ablations", PROFILE, DEVICE, SEED, OUT_DIR)
 cfg = ablation_config(PROFILE, seeds=tuple(SEED + s for s in range(len(ablation_config(PROFILE).seeds))))
-print(f"profile={PROFILE} device={device} out={out}")
 print(f"image rows: {cfg.image.steps} steps of {cfg.image.batch_size}; shape rows: {cfg.shape.steps} steps of "
       f"{cfg.shape.batch_size}; seeds {cfg.seeds}; LDMs: {cfg.image_ldm.steps} / {cfg.shape_ldm.steps} steps")
 

@@ -35,7 +35,6 @@ import matplotlib.pyplot as plt
 from matplotlib.ticker import NullFormatter, ScalarFormatter
 import torch
 
-from ddmi_lite import resolve_device, seed_everything
 from ddmi_lite.bench import (
     bench_config,
     latent_mmd,
@@ -68,7 +67,7 @@ from ddmi_lite.latent_diffusion import (
     sweep_samplers,
 )
 from ddmi_lite.metrics import image_features, train_feature_net
-from ddmi_lite.reproduce import notebook_out_dir, write_metrics
+from ddmi_lite.reproduce import start_notebook, write_metrics
 
 # %% tags=["parameters"]
 PROFILE = "cpu"
@@ -78,12 +77,9 @@ OUT_DIR = ""
 
 # %%
 t_start = time.time()
-device = resolve_device(DEVICE)
-gen = seed_everything(SEED)
-out = notebook_out_dir("11_performance", PROFILE, OUT_DIR)
-ckpt_dir = out.parent / "checkpoints"
+device, gen, out, ckpt_dir = start_notebook("11_performance", PROFILE, DEVICE, SEED, OUT_DIR)
 bcfg = bench_config(PROFILE, device)
-print(f"profile={PROFILE} device={device} threads={torch.get_num_threads()} out={out}")
+print(f"threads={torch.get_num_threads()}")
 
 # %% [markdown]
 # ## 1. Every stage against the matmul peak

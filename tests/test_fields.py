@@ -78,6 +78,26 @@ def test_layout_tables():
     assert embedding_channels(8, "triplane", aggregate="concat") == 24
     assert embedding_channels(8, "triplane", aggregate="sum") == 8
     assert embedding_channels(8, "plane", aggregate="concat") == 8
+    assert embedding_channels(8, "xyt", aggregate="concat_prod") == 32
+
+
+@pytest.mark.parametrize("layout", ["plane", "triplane"])
+def test_time_plane_product_needs_the_xyt_layout(layout):
+    with pytest.raises(DDMIError, match=f"concat_prod.*layout='xyt'.*{layout}"):
+        embedding_channels(8, layout, aggregate="concat_prod")
+    field = torch.zeros(1, num_planes(layout), 2, 4, 4)
+    with pytest.raises(DDMIError, match="concat_prod"):
+        query_fields([field], torch.zeros(1, 3, coord_dim(layout)), layout, aggregate="concat_prod")
+
+
+def naive_aggregate(per_plane: np.ndarray, aggregate: str) -> np.ndarray:
+    """The module docstring's ⊕ on naive samples ``[B, P, N, C]``, written out plane by plane."""
+    if aggregate == "sum":
+        return per_plane.sum(axis=1)
+    blocks = list(per_plane.transpose(1, 0, 2, 3))  # planes in order
+    if aggregate == "concat_prod":
+        blocks.append(per_plane[:, 1] * per_plane[:, 2])  # xt ⊙ yt
+    return np.concatenate(blocks, axis=-1)
 
 
 @pytest.mark.parametrize("layout", ALL_LAYOUTS)
@@ -110,16 +130,12 @@ def test_query_fields_multiscale_matches_naive(layout):
     p = num_planes(layout)
     fields = [torch.randn(2, p, 3, 3, 4, generator=gen), torch.randn(2, p, 5, 6, 9, generator=gen)]
     coords = random_coords(2, 17, coord_dim(layout), gen)
-    for aggregate in ("sum", "concat"):
+    for aggregate in ("sum", "concat") + (("concat_prod",) if layout == "xyt" else ()):
         out = query_fields(fields, coords, layout, aggregate=aggregate)
         assert len(out) == 2
         for field, emb in zip(fields, out):
-            per_plane = naive_query(field, coords, layout)  # [B, P, N, C]
-            if aggregate == "sum":
-                want = per_plane.sum(axis=1)
-            else:
-                want = np.concatenate(list(per_plane.transpose(1, 0, 2, 3)), axis=-1)  # planes in order
-            assert emb.shape == want.shape
+            want = naive_aggregate(naive_query(field, coords, layout), aggregate)  # from [B, P, N, C]
+            assert emb.shape == want.shape == (2, 17, embedding_channels(field.shape[2], layout, aggregate=aggregate))
             assert np.abs(emb.double().numpy() - want).max() < 1e-5
 
 
@@ -356,15 +372,13 @@ def test_fused_query_equals_per_plane_calls_on_every_device(layout, device):
     fields = [torch.randn(3, p, 4, 6, 5, generator=gen), torch.randn(3, p, 2, 11, 9, generator=gen)]
     coords = random_coords(3, 29, coord_dim(layout), gen)
     fields_d = [f.to(device).requires_grad_() for f in fields]
-    for aggregate in ("sum", "concat"):
+    for aggregate in ("sum", "concat") + (("concat_prod",) if layout == "xyt" else ()):
         fused = query_fields(fields_d, coords.to(device), layout, aggregate=aggregate)
         loop = query_fields(fields_d, coords.to(device), layout, aggregate=aggregate, fused=False)
         for a, b, f in zip(fused, loop, fields):
             assert a.device.type == device
             torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6)
-            per_plane = naive_query(f.detach(), coords, layout)  # the plain loop, on the CPU
-            want = per_plane.sum(axis=1) if aggregate == "sum" else \
-                np.concatenate(list(per_plane.transpose(1, 0, 2, 3)), axis=-1)
+            want = naive_aggregate(naive_query(f.detach(), coords, layout), aggregate)  # plain loop, CPU
             assert np.abs(a.detach().cpu().double().numpy() - want).max() < 1e-5
     g_fused = torch.autograd.grad(sum(o.pow(2).sum() for o in query_fields(fields_d, coords.to(device), layout)),
                                   fields_d)

@@ -248,9 +248,19 @@ def test_run_all_skips_notebooks_with_fresh_outputs(project, monkeypatch, capsys
     timings = json.loads((runs / "smoke" / "timings.json").read_text())
     assert set(timings) == {NAMES[1], NAMES[2]} and timings[NAMES[1]]["wall_s"] == 0.5
 
+    run = json.loads((runs / "smoke" / "run.json").read_text())
+    assert run["status"] == "complete" and run["ran"] == [NAMES[1], NAMES[2]] and run["skipped"] == [NAMES[0]]
+    assert run["wall_s"] >= 0 and run["started"] <= run["finished"]
+    report = reproduce.write_report("smoke", runs, notebooks_dir=notebooks).read_text()
+    assert f"2 ran, 1 reused from earlier runs ({NAMES[0]})" in report
+
     calls.clear()
     reproduce.run_all("smoke", out_root=runs, notebooks_dir=notebooks, only=["01"], force=True, progress=False)
     assert calls == [NAMES[0]]
+    run = json.loads((runs / "smoke" / "run.json").read_text())
+    assert run["ran"] == [NAMES[0]] and run["skipped"] == []
+    assert "one uninterrupted run: all 1 notebooks ran, none reused" in reproduce.write_report(
+        "smoke", runs, notebooks_dir=notebooks, only=["01"]).read_text()
 
 
 def test_run_all_records_a_failure_and_stops(project, monkeypatch):
@@ -264,6 +274,8 @@ def test_run_all_records_a_failure_and_stops(project, monkeypatch):
         reproduce.run_all("smoke", out_root=runs, notebooks_dir=notebooks, progress=False)
     timings = json.loads((runs / "smoke" / "timings.json").read_text())
     assert list(timings) == [NAMES[0]] and timings[NAMES[0]]["status"] == "failed"
+    run = json.loads((runs / "smoke" / "run.json").read_text())
+    assert run["status"] == f"failed at {NAMES[0]}" and run["ran"] == []
 
 
 # --------------------------------------------------------------------------- execution
@@ -350,3 +362,13 @@ def test_cli_requires_a_command(capsys):
     with pytest.raises(SystemExit) as exc:
         main([])
     assert exc.value.code == 2
+
+
+def test_start_notebook_resolves_seeds_and_creates_the_output_folder(tmp_path, capsys):
+    device, gen, out, ckpt_dir = reproduce.start_notebook("01_x", "smoke", "cpu", 7, tmp_path / "nb")
+    assert device == torch.device("cpu") and gen.initial_seed() == 7
+    assert out == (tmp_path / "nb").resolve() and out.is_dir() and ckpt_dir == out.parent / "checkpoints"
+    assert torch.equal(torch.rand(3), (torch.manual_seed(7), torch.rand(3))[1])  # the global RNG is seeded too
+    assert f"profile=smoke device=cpu seed=7 out={out}" in capsys.readouterr().out
+    with pytest.raises(DDMIError, match="profile"):
+        reproduce.start_notebook("01_x", "fast", "cpu", 0, tmp_path / "nb")
