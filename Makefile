@@ -9,7 +9,7 @@ PROFILE ?= cpu
 ONLY ?=
 DEVICE ?= auto
 
-.PHONY: all install data test reproduce lab clean distclean browser-deps test-browser
+.PHONY: all install data test reproduce figures lab clean distclean browser-deps test-browser
 
 all: test
 
@@ -49,6 +49,15 @@ browser-deps: install
 
 test-browser: browser-deps data
 	DDMI_BROWSER_TEST=1 $(PY) -m pytest -q tests/browser
+
+# The README's figures, copied from a finished `make reproduce` (PROFILE=cpu) run.
+FIGURES := 03_d2c_vae/reconstructions.png:d2c_vae_reconstructions 03_d2c_vae/multires.png:d2c_vae_multires \
+	03_d2c_vae/fields_trained.png:d2c_vae_fields 08_videos/reconstructions.png:video_reconstructions \
+	09_nerf/novel_views.png:nerf_novel_views 10_ablations/ablation_bars.png:ablation_bars 11_performance/bench.png:bench
+figures:
+	@for pair in $(FIGURES); do src=runs/$(PROFILE)/$${pair%%:*}; dst=docs/figures/$${pair##*:}.png; \
+	  test -f $$src || { echo "missing $$src: run make reproduce PROFILE=$(PROFILE) first" >&2; exit 1; }; \
+	  cp $$src $$dst && echo "$$src -> $$dst"; done
 
 clean:
 	rm -rf runs .pytest_cache .hypothesis

@@ -452,8 +452,8 @@ def video_vae_config(profile: str = "cpu", **overrides):
     temporal stride, then attention pooling along each axis gives three 16×16² planes (time planes:
     16 rows for 16 frames), fields at 16 and 32 (two scales) with C_pe 24 per plane, the time
     planes' product appended to the concatenation (``aggregate="concat_prod"``), readout width 80;
-    4,096 supervised points per clip and step, bf16 autocast, a 9-minute budget (~2,500 steps with
-    two threads). One-thread trials with 300 steps, held-out PSNR on 64 clips: 8² planes with
+    4,096 supervised points per clip and step, bf16 autocast, a 9-minute budget (2,284 steps with
+    two threads in the reference run: 24.6 dB held out). One-thread trials with 300 steps, held-out PSNR on 64 clips: 8² planes with
     three scales 21.3 dB; 16² planes 22.4 dB (22.8 at 900 steps); + the product 22.6 dB; a wider
     readout (160) or a cross-plane block at 16² added nothing. The encoder's pixel shortcut
     (nets/video.py) is what lets per-clip colours reach z: without it held-out PSNR sat near the
