@@ -296,12 +296,8 @@ def query_fields(
             embeddings.append(emb if weight == 1.0 else emb * weight)
             continue
         samples = _sample_per_plane(field, grid, align_corners)  # [B, P, N, C]
-        if aggregate == "sum":
-            emb = samples.sum(dim=1)  # [B, N, C]
-        else:
-            if aggregate == "concat_prod":
-                samples = torch.cat([samples, (samples[:, 1] * samples[:, 2])[:, None]], dim=1)  # [B, P+1, N, C]
-            emb = rearrange(samples, "b p n c -> b n (p c)")  # [B, N, P*C] (or (P+1)*C)
+        # the sum after the transpose (the slower order); concatenations as in the fused path
+        emb = samples.sum(dim=1) if aggregate == "sum" else _aggregate(samples.transpose(2, 3), aggregate)
         embeddings.append(emb if weight == 1.0 else emb * weight)
     return embeddings
 
