@@ -85,6 +85,23 @@ def _save(fig, path) -> Path:
     return path
 
 
+def nfe_curve(ax, rows: Sequence[Mapping], match: Mapping, *, metric: str = "fd", ylabel: str = "", title: str = ""):
+    """Sampler quality against network evaluations: one line per sampler (``rows`` of ``sampler``,
+    ``nfe`` and ``metric``), DDIM-50's value (``match["reference"]``) dotted, NFE ticks on a log axis."""
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+    for name in dict.fromkeys(r["sampler"] for r in rows):
+        rr = sorted((r for r in rows if r["sampler"] == name), key=lambda r: r["nfe"])
+        ax.plot([r["nfe"] for r in rr], [r[metric] for r in rr], "o-", label=name)
+    ax.axhline(match["reference"], color="k", lw=0.8, ls=":", label="DDIM-50")
+    ax.set_xscale("log"); ax.set_xlabel("network evaluations per sample"); ax.set_ylabel(ylabel or metric)
+    ax.set_xticks(sorted({r["nfe"] for r in rows}))
+    ax.xaxis.set_major_formatter(ScalarFormatter()); ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_title(f"{title}: {match['best_sampler']} matches DDIM-50 with {match['best_nfe']} NFE")
+    ax.legend(fontsize=8)
+    return ax
+
+
 def ablation_bars(table: Sequence[Mapping], path) -> Path:
     """Bar charts of the ablation table: reconstruction (mean ± std over seeds), generation, training time."""
     import matplotlib.pyplot as plt

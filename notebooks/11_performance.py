@@ -32,7 +32,6 @@ import json
 import time
 
 import matplotlib.pyplot as plt
-from matplotlib.ticker import NullFormatter, ScalarFormatter
 import torch
 
 from ddmi_lite.bench import (
@@ -68,6 +67,7 @@ from ddmi_lite.latent_diffusion import (
 )
 from ddmi_lite.metrics import image_features, train_feature_net
 from ddmi_lite.reproduce import start_notebook, write_metrics
+from ddmi_lite.viz import nfe_curve
 
 # %% tags=["parameters"]
 PROFILE = "cpu"
@@ -169,13 +169,7 @@ rows = sweep_samplers(ldm_img, vae_img, feature_net, real, grid, n=n_sweep, seed
 match = nfe_to_match(rows, rtol=FD_RTOL)
 strict = nfe_to_match(rows)
 fig, ax = plt.subplots(figsize=(6, 3.8))
-for name in grid:
-    rr = sorted((r for r in rows if r["sampler"] == name), key=lambda r: r["nfe"])
-    ax.plot([r["nfe"] for r in rr], [r["fd"] for r in rr], "o-", label=name)
-ax.axhline(match["reference"], color="k", lw=0.8, ls=":", label="DDIM-50")
-ax.set_xscale("log"); ax.set_xlabel("network evaluations per sample"); ax.set_ylabel("FD (ddmi_lite features)")
-ax.set_xticks(sorted({r["nfe"] for r in rows})); ax.xaxis.set_major_formatter(ScalarFormatter()); ax.xaxis.set_minor_formatter(NullFormatter())
-ax.set_title(f"images: {match['best_sampler']} matches DDIM-50 with {match['best_nfe']} NFE"); ax.legend(fontsize=8)
+nfe_curve(ax, rows, match, metric="fd", ylabel="FD (ddmi_lite features)", title="images")
 fig.tight_layout(); fig.savefig(out / "sampler_curve_images.png", dpi=120); plt.show()
 print(json.dumps(match, indent=1), f"; the preset's default sampler is {cfg.sampler}")
 
@@ -207,14 +201,8 @@ for name, steps_list in grid.items():
         shape_rows.append({"sampler": name, "steps": int(steps), "nfe": max(counts), "mmd": latent_mmd(z, ref)})
 shape_match = nfe_to_match(shape_rows, metric="mmd", rtol=FD_RTOL)
 fig, ax = plt.subplots(figsize=(6, 3.8))
-for name in grid:
-    rr = sorted((r for r in shape_rows if r["sampler"] == name), key=lambda r: r["nfe"])
-    ax.plot([r["nfe"] for r in rr], [r["mmd"] for r in rr], "o-", label=name)
-ax.axhline(shape_match["reference"], color="k", lw=0.8, ls=":", label="DDIM-50")
-ax.set_xscale("log"); ax.set_xlabel("network evaluations per sample"); ax.set_ylabel("latent MMD² (proxy)")
-ax.set_xticks(sorted({r["nfe"] for r in shape_rows})); ax.xaxis.set_major_formatter(ScalarFormatter()); ax.xaxis.set_minor_formatter(NullFormatter())
-ax.set_title(f"shapes: {shape_match['best_sampler']} matches DDIM-50 with {shape_match['best_nfe']} NFE")
-ax.legend(fontsize=8); fig.tight_layout(); fig.savefig(out / "sampler_curve_shapes.png", dpi=120); plt.show()
+nfe_curve(ax, shape_rows, shape_match, metric="mmd", ylabel="latent MMD² (proxy)", title="shapes")
+fig.tight_layout(); fig.savefig(out / "sampler_curve_shapes.png", dpi=120); plt.show()
 
 # %%
 comp = bench["comparisons"]

@@ -57,6 +57,20 @@ class Upsample(nn.Module):
         return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))  # [B,C,2H,2W]
 
 
+def down_path(widths: list[int], num_res_blocks: int, *, dropout: float = 0.0) -> list[nn.Module]:
+    """The encoders' levels from ``widths[0]`` channels: ``num_res_blocks`` ResBlocks per level to
+    ``widths[level]``, then a stride-2 Downsample between levels (none after the last)."""
+    layers: list[nn.Module] = []
+    prev = widths[0]
+    for level, c in enumerate(widths):
+        for _ in range(num_res_blocks):
+            layers.append(ResBlock(prev, c, dropout=dropout))
+            prev = c
+        if level < len(widths) - 1:
+            layers.append(Downsample(prev))
+    return layers
+
+
 class AttnBlock(nn.Module):
     """Single-head self-attention over the H·W positions of a feature map, residual."""
 

@@ -16,7 +16,7 @@ import torch.nn as nn
 from einops import rearrange
 
 from ddmi_lite.errors import DDMIError
-from ddmi_lite.nets.blocks import AttnBlock, Downsample, ResBlock, Upsample, group_norm
+from ddmi_lite.nets.blocks import AttnBlock, ResBlock, Upsample, down_path, group_norm
 
 
 @dataclass
@@ -40,15 +40,8 @@ class Encoder2D(nn.Module):
         self.cfg = cfg
         chs = [cfg.ch * m for m in cfg.ch_mult]
         self.conv_in = nn.Conv2d(cfg.in_channels, chs[0], 3, padding=1)
-        layers: list[nn.Module] = []
-        prev = chs[0]
-        for level, c in enumerate(chs):
-            for _ in range(cfg.num_res_blocks):
-                layers.append(ResBlock(prev, c, dropout=cfg.dropout))
-                prev = c
-            if level < len(chs) - 1:
-                layers.append(Downsample(prev))
-        self.down = nn.Sequential(*layers)
+        self.down = nn.Sequential(*down_path(chs, cfg.num_res_blocks, dropout=cfg.dropout))
+        prev = chs[-1]
         mid = [ResBlock(prev)] + ([AttnBlock(prev)] if cfg.mid_attention else []) + [ResBlock(prev)]
         self.mid = nn.Sequential(*mid)
         self.out = nn.Sequential(group_norm(prev), nn.SiLU(), nn.Conv2d(prev, 2 * cfg.z_channels, 3, padding=1))

@@ -41,7 +41,7 @@ from einops import rearrange
 from torch import nn
 
 from ddmi_lite.errors import DDMIError
-from ddmi_lite.nets.blocks import Downsample, ResBlock, group_norm
+from ddmi_lite.nets.blocks import ResBlock, down_path, group_norm
 from ddmi_lite.nets.triplane import (
     PLANES,
     CrossPlaneBlock,
@@ -156,15 +156,9 @@ class VideoEncoder(nn.Module):
         super().__init__()
         self.cfg = cfg.check()
         chs = [cfg.ch * m for m in cfg.ch_mult]
-        layers: list[nn.Module] = [nn.Conv2d(cfg.in_channels, chs[0], 3, padding=1)]
-        prev = chs[0]
-        for level, c in enumerate(chs):
-            for _ in range(cfg.num_res_blocks):
-                layers.append(ResBlock(prev, c, dropout=cfg.dropout))
-                prev = c
-            if level < len(chs) - 1:
-                layers.append(Downsample(prev))
-        self.frame_net = nn.Sequential(*layers)
+        self.frame_net = nn.Sequential(nn.Conv2d(cfg.in_channels, chs[0], 3, padding=1),
+                                       *down_path(chs, cfg.num_res_blocks, dropout=cfg.dropout))
+        prev = chs[-1]
         k = 2 * cfg.time_down - 1 if cfg.time_down > 1 else 3
         self.time_conv = nn.Conv3d(prev, prev, (k, 1, 1), stride=(cfg.time_down, 1, 1), padding=(k // 2, 0, 0))
         self.mix = ResBlock3D(prev, dropout=cfg.dropout)
