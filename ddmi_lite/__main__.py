@@ -11,8 +11,15 @@ import argparse
 import sys
 from typing import Sequence
 
-from ddmi_lite.configs import PROFILES, check_profile
+from ddmi_lite.bench import bench_main
+from ddmi_lite.data import prepare_emoji, prepare_moving_emoji, prepare_shapes, prepare_views
+from ddmi_lite.device import resolve_device
+from ddmi_lite.domains.nerf import nerf_vae_config
 from ddmi_lite.errors import DDMIError
+from ddmi_lite.notebook import select_notebooks
+from ddmi_lite.presets import PROFILES, check_profile
+from ddmi_lite.report import write_report
+from ddmi_lite.reproduce import run_all
 
 PROG = "ddmi-lite"
 
@@ -50,8 +57,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from ddmi_lite.bench import bench_main
-
     try:
         check_profile(args.profile)
         path = bench_main(args.profile, args.device, args.out, progress=args.progress)
@@ -67,22 +72,19 @@ def _error(message: str) -> None:
 
 
 def _reproduce(args: argparse.Namespace) -> int:
-    from ddmi_lite import reproduce
-
     try:  # argument errors first, before anything runs
         check_profile(args.profile)
-        reproduce.select_notebooks(args.only)
-        from ddmi_lite.device import resolve_device
+        select_notebooks(args.only)
         resolve_device(args.device)  # an unknown or unavailable device fails before any notebook
     except DDMIError as err:
         _error(str(err))
         return 2
     try:
-        reproduce.run_all(
+        run_all(
             args.profile, only=args.only, out_root=args.out, device=args.device,
             seed=args.seed, force=args.force, progress=args.progress,
         )
-        report = reproduce.write_report(args.profile, args.out, only=args.only)
+        report = write_report(args.profile, args.out, only=args.only)
     except DDMIError as err:
         _error(str(err))
         return 1
@@ -91,18 +93,11 @@ def _reproduce(args: argparse.Namespace) -> int:
 
 
 def _data(args: argparse.Namespace) -> int:
-    from ddmi_lite.data import prepare_emoji, prepare_shapes
-
-    preparers = {"emoji": prepare_emoji, "shapes": prepare_shapes}
-    from ddmi_lite.data import prepare_moving_emoji
-
-    preparers["video"] = prepare_moving_emoji  # moving-emoji clips (2,000 + 200 of 16 × 32², ~15 s)
-    from ddmi_lite.configs import nerf_data_settings
-    from ddmi_lite.data import prepare_views
-
-    views = {k: v for k, v in nerf_data_settings("cpu").items() if k != "data_root"}
-    preparers["views"] = lambda **kw: prepare_views(n_objects=views["n_objects"], views=views["views"],
-                                                    size=views["size"], **kw)  # the NeRF collection (~20 s)
+    views = nerf_vae_config("cpu")  # the NeRF collection of the cpu and gpu presets (~20 s)
+    preparers = {"emoji": prepare_emoji, "shapes": prepare_shapes,
+                 "video": prepare_moving_emoji,  # moving-emoji clips (2,000 + 200 of 16 × 32², ~15 s)
+                 "views": lambda **kw: prepare_views(n_objects=views.n_objects, views=views.views, size=views.size,
+                                                     **kw)}
     for name in args.only:
         try:
             path = preparers[name](force=args.force, progress=args.progress)

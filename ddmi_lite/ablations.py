@@ -7,7 +7,7 @@ and shapes (procedural furniture, tri-planes):
 row             model
 ==============  ==================================================================================
 ``weightgen``   the latent generates per-layer shifts of one MLP over fixed Fourier features
-                (:mod:`ddmi_lite.baselines`, Functa-style weight generation)
+                (:mod:`ddmi_lite.weightgen`, Functa-style weight generation)
 ``single``      D2C-VAE with one basis field at the finest scale (``mode="single_scale"``)
 ``concat``      HDBF, every scale concatenated at the readout's input (``mode="concat_input"``)
 ``sum``         HDBF, the scales summed at the input (``mode="sum"``)
@@ -17,48 +17,94 @@ row             model
 Columns: parameters, training seconds, held-out reconstruction (PSNR of posterior means for
 images, IoU for shapes; mean ± standard deviation over the seeds), and generation quality of a
 latent diffusion model trained on each row's latents (seed-0 VAE): the Fréchet distance on
-:class:`~ddmi_lite.metrics.FeatureNet` features for images, MMD / COV (Chamfer) for shapes.
+:class:`~ddmi_lite.features.FeatureNet` features for images, MMD / COV (Chamfer) for shapes.
 Checkpoints live under ``<ckpt_dir>/ablations/`` and are reused; the table is written as JSON and CSV.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ddmi_lite.baselines import (
-    WeightGenConfig,
-    build_image_weightgen,
-    build_shape_weightgen,
+from ddmi_lite.ablation_table import DOMAINS, READOUT_MODES, ROW_LABELS, ROWS, flat_metrics, write_table
+from ddmi_lite.data import load_emoji
+from ddmi_lite.device import module_device
+from ddmi_lite.domains.image import (
+    ImageVAEConfig,
+    build_image_vae,
+    image_ldm_config,
+    image_vae_config,
+    reconstruct,
+    render,
+    to_model_range,
+    to_unit_range,
+    train_image_vae,
 )
-from ddmi_lite.checkpoint import atomic_write
-from ddmi_lite.configs import LDMConfig
+from ddmi_lite.domains.shape import (
+    ShapeVAEConfig,
+    build_shape_vae,
+    dense_occupancy,
+    encode_posterior_images,
+    image_to_triplane,
+    load_shape_split,
+    meshes_from_logits,
+    reconstruction_iou,
+    shape_data_root,
+    shape_ldm_config,
+    shape_vae_config,
+    spread_index,
+    surface_clouds,
+    train_shape_vae,
+)
 from ddmi_lite.errors import DDMIError
+from ddmi_lite.features import image_features, train_feature_net
+from ddmi_lite.latent_diffusion import decode_to_images, encode_posterior
+from ddmi_lite.ldm import load_or_train_ldm, sample_latents
+from ddmi_lite.ldm import LDMConfig
+from ddmi_lite.metrics import frechet_distance, psnr
+from ddmi_lite.metrics3d import mmd_cov_nna, normalize_to_unit_sphere
+from ddmi_lite.nets.conv2d import Conv2dConfig
+from ddmi_lite.presets import preset
 from ddmi_lite.vae import count_parameters
+from ddmi_lite.viz import n_scales, scale_masks
+from ddmi_lite.weightgen import WeightGenConfig, build_image_weightgen, build_shape_weightgen
 
-ROWS = ("weightgen", "single", "concat", "sum", "cfc")
-READOUT_MODES = {"single": "single_scale", "concat": "concat_input", "sum": "sum", "cfc": "cfc"}
-ROW_LABELS = {"weightgen": "weight generation over fixed PE", "single": "single-scale field",
-              "concat": "HDBF, all scales at the input", "sum": "HDBF, scales summed", "cfc": "HDBF + CFC"}
-DOMAINS = ("image", "shape")
+
+
+def _image_rows() -> ImageVAEConfig:
+    return image_vae_config("cpu", net=Conv2dConfig(ch=16, ch_mult=(1, 2, 2), num_res_blocks=1, z_channels=8,
+                                                    pe_channels=32, mid_attention=False),
+                            hidden=64, multiscale=False, scale_cond=False,
+                            train=dict(steps=600, batch_size=16, warmup_steps=30, max_time_s=None))
 
 
 @dataclass
 class AblationConfig:
-    """Models, training budget and evaluation sizes of the ablation table (presets: ``configs.ablation_config``)."""
+    """Models, training length and evaluation sizes of the ablation table; the defaults are ``cpu``.
 
-    image: object                       # ImageVAEConfig shared by every image row (mode set per row)
-    shape: object                       # ShapeVAEConfig shared by every shape row
-    image_ldm: LDMConfig
-    shape_ldm: LDMConfig
-    weightgen: WeightGenConfig = field(default_factory=WeightGenConfig)
+    Every row trains for the same steps and batch (no time budget, so the compute is equal by
+    construction); the nets are smaller than notebooks 03/06 so the whole table fits about 25
+    minutes on two cores. Measured with one (shared) thread: an image row ≈ 0.08–0.12 s per step
+    of 16 (the weight-generation baseline 0.04 s), a shape row ≈ 0.25–0.43 s per step of 16 with
+    512 query points (baseline 0.15 s). ``cpu``: 600 image steps, 250 shape steps, LDMs of
+    400 / 300 steps; 466 held-out emoji for PSNR and 466 samples for FD, 96 held-out shapes for
+    IoU and 32 + 32 clouds of 256 points for MMD / COV.
+    """
+
+    image: ImageVAEConfig = field(default_factory=_image_rows)   # shared by every image row (mode set per row)
+    shape: ShapeVAEConfig = field(default_factory=lambda: shape_vae_config(  # shared by every shape row
+        "cpu", n_query=512, n_surface=512, train=dict(steps=250, batch_size=16, warmup_steps=20, max_time_s=None)))
+    image_ldm: LDMConfig = field(default_factory=lambda: image_ldm_config(
+        "cpu", model_channels=32, num_res_blocks=1, hflip=False, sample_steps=20,
+        train=dict(steps=400, batch_size=64, warmup_steps=20, ema_decay=0.99, max_time_s=None)))
+    shape_ldm: LDMConfig = field(default_factory=lambda: shape_ldm_config(
+        "cpu", model_channels=32, num_res_blocks=1, sample_steps=25,
+        train=dict(steps=300, warmup_steps=20, ema_decay=0.99, max_time_s=None)))
+    weightgen: WeightGenConfig = field(default_factory=lambda: WeightGenConfig(hidden=64, n_layers=4, n_freqs=6))
     rows: tuple[str, ...] = ROWS
     domains: tuple[str, ...] = DOMAINS
     seeds: tuple[int, ...] = (0, 1)     # stage-1 seeds (reconstruction mean ± std); the LDM uses seeds[0]
@@ -82,6 +128,51 @@ class AblationConfig:
         return self
 
 
+ABLATION_PRESETS = {
+    "smoke": dict(image=dict(hidden=32, net=dict(pe_channels=16, z_channels=4), train=dict(steps=2, batch_size=4,
+                                                                                          warmup_steps=1)),
+                  shape=dict(data_root="shapes_smoke", n_objects=60, hidden=32, n_query=128, n_surface=128,
+                             net=dict(point_hidden=16, point_blocks=2, plane_channels=8, plane_resolution=16, ch=8,
+                                      z_channels=4, pe_channels=8, cross_resolutions=(4,), attention_resolutions=(4,)),
+                             train=dict(steps=2, batch_size=4, lr=1e-3, warmup_steps=1)),
+                  image_ldm=dict(model_channels=16, num_heads=2, mix_lr=5e-2, sample_steps=3, n_samples=64, sample_batch=64,
+                                 n_sweep=32, feature_steps=20,
+                                 sweep={"ddpm": (20,), "ddim": (5, 10), "dpmpp_2m": (3, 5), "heun": (3,)},
+                                 train=dict(steps=3, batch_size=8, lr=1e-3, warmup_steps=1, ema_decay=0.9,
+                                            precision="fp32")),
+                  shape_ldm=dict(model_channels=16, attention_resolutions=(2,), num_heads=2, sample_steps=3, n_samples=4,
+                                 sample_batch=64, train=dict(steps=3, batch_size=8, lr=1e-3, warmup_steps=1, ema_decay=0.9,
+                                                             precision="fp32")),
+                  weightgen=dict(hidden=32, n_layers=3, n_freqs=4),
+                  n_psnr=8, n_fd=16, feature_steps=5, n_iou=4, n_metric=3, n_metric_points=64, mesh_resolution=12,
+                  n_ldm_train=64),
+    # gpu: the notebook presets' networks, shorter runs
+    "gpu": dict(image=dict(hidden=256, net=dict(ch=128, num_res_blocks=2, z_channels=16, pe_channels=64, mid_attention=True),
+                           train=dict(steps=5000, batch_size=64, lr=1e-3, warmup_steps=500)),
+                shape=dict(hidden=256, n_query=2048, n_surface=3000,
+                           net=dict(point_hidden=128, point_blocks=5, plane_resolution=64, ch=32, ch_mult=(1, 2, 4),
+                                    num_res_blocks=2, z_channels=16, pe_channels=64, cross_resolutions=(32, 16),
+                                    attention_resolutions=(16,)),
+                           train=dict(steps=5000, batch_size=32, lr=5e-4, warmup_steps=500)),
+                image_ldm=dict(model_channels=128, channel_mult=(1, 2, 2), num_res_blocks=2, attention_resolutions=(4, 2),
+                               n_samples=5000, sample_batch=1000, n_sweep=2000, feature_steps=2000,
+                               train=dict(steps=10000, batch_size=128, lr=2e-4, warmup_steps=1000, ema_decay=0.9995,
+                                          precision="fp32")),
+                shape_ldm=dict(model_channels=128, channel_mult=(1, 2, 2), num_res_blocks=2, attention_resolutions=(8, 4),
+                               sample_steps=200, n_samples=240, sample_batch=240,
+                               train=dict(steps=10000, batch_size=128, lr=2e-4, warmup_steps=1000, ema_decay=0.9995,
+                                          precision="fp32")),
+                weightgen=dict(hidden=256, n_layers=6, n_freqs=8),
+                seeds=(0, 1, 2), n_fd=2000, feature_steps=2000, n_iou=240, n_metric=128, n_metric_points=1024,
+                mesh_resolution=48),
+}
+
+
+def ablation_config(profile: str = "cpu", **overrides) -> AblationConfig:
+    """The ablation preset of ``profile`` (:mod:`ddmi_lite.presets`), with ``overrides``."""
+    return preset(AblationConfig, profile, ABLATION_PRESETS, **overrides)
+
+
 # ----------------------------------------------------------------------------------------------- models
 def image_row_config(cfg: AblationConfig, row: str):
     """The ImageVAEConfig of a row (the readout mode; ``weightgen`` keeps the shared one)."""
@@ -98,9 +189,6 @@ def shape_row_config(cfg: AblationConfig, row: str):
 
 def build_row_model(domain: str, row: str, cfg: AblationConfig):
     """A fresh model of ``row`` for ``domain``: the baseline or a D2C-VAE with the row's readout."""
-    from ddmi_lite.domains.image import build_image_vae
-    from ddmi_lite.domains.shape import build_shape_vae
-
     if row not in ROWS:
         raise DDMIError(f"row={row!r} is not one of {ROWS}")
     if domain == "image":
@@ -118,9 +206,6 @@ def train_row(domain: str, row: str, seed: int, cfg: AblationConfig, data, *, ck
 
     ``data``: the emoji pyramid (``{32: images}``) for images, the training ``ShapeTensors`` for shapes.
     """
-    from ddmi_lite.domains.image import train_image_vae
-    from ddmi_lite.domains.shape import train_shape_vae
-
     model = build_row_model(domain, row, cfg).to(device)
     path = Path(ckpt_dir) / "ablations" / f"{domain}_{row}_s{seed}"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -147,10 +232,6 @@ class AblationData:
 
 
 def load_data(cfg: AblationConfig, *, ckpt_dir, device="cpu", progress: bool = True) -> AblationData:
-    from ddmi_lite.data import load_emoji
-    from ddmi_lite.domains.shape import load_shape_split, shape_data_root
-    from ddmi_lite.metrics import image_features, train_feature_net
-
     data = AblationData()
     if "image" in cfg.domains:
         data.train32, data.test32 = load_emoji(32, "train"), load_emoji(32, "test")
@@ -165,16 +246,12 @@ def load_data(cfg: AblationConfig, *, ckpt_dir, device="cpu", progress: bool = T
 
 def image_psnr(model, data: AblationData, n: int) -> float:
     """Mean per-image PSNR (dB, [0,1] range) of posterior-mean reconstructions of ``n`` held-out emoji."""
-    from ddmi_lite.domains.image import psnr, reconstruct
-
     x = data.test32[:n]
     return float(psnr(reconstruct(model, x), x).mean())
 
 
 def shape_iou(model, cfg: AblationConfig, data: AblationData, *, seed: int = 0) -> float:
     """Mean IoU (p > 0.5) of posterior-mean reconstructions of ``n_iou`` held-out shapes over the categories."""
-    from ddmi_lite.domains.shape import reconstruction_iou, spread_index
-
     index = spread_index(data.shape_test.categories, min(cfg.n_iou, len(data.shape_test)))
     return float(reconstruction_iou(model, data.shape_test, index, n_surface=cfg.shape.n_surface,
                                     surface_noise=cfg.shape.surface_noise, seed=seed).mean())
@@ -183,9 +260,6 @@ def shape_iou(model, cfg: AblationConfig, data: AblationData, *, seed: int = 0) 
 def row_ldm(domain: str, row: str, model, cfg: AblationConfig, data: AblationData, *, ckpt_dir, device="cpu",
             progress: bool = True):
     """The latent diffusion model of a row, trained on its training posteriors (or reused) → (ldm, TrainResult)."""
-    from ddmi_lite.domains.shape import encode_posterior_images
-    from ddmi_lite.latent_diffusion import encode_posterior, load_or_train_ldm
-
     n = cfg.n_ldm_train
     if domain == "image":
         images = data.train32 if n is None else data.train32[:n]
@@ -202,9 +276,6 @@ def row_ldm(domain: str, row: str, model, cfg: AblationConfig, data: AblationDat
 
 def image_generation(model, ldm, cfg: AblationConfig, data: AblationData, *, seed: int = 0) -> dict:
     """FD (FeatureNet features) of ``n_fd`` decoded samples against every held-out emoji."""
-    from ddmi_lite.latent_diffusion import decode_to_images, sample_latents
-    from ddmi_lite.metrics import frechet_distance, image_features
-
     z = sample_latents(ldm, cfg.n_fd, sampler=cfg.image_ldm.sampler, steps=cfg.image_ldm.sample_steps,
                        batch_size=cfg.image_ldm.sample_batch, generator=torch.Generator().manual_seed(seed))
     images = decode_to_images(model, z, 32)
@@ -212,9 +283,6 @@ def image_generation(model, ldm, cfg: AblationConfig, data: AblationData, *, see
 
 
 def shape_reference_clouds(cfg: AblationConfig, data: AblationData, *, seed: int = 0) -> torch.Tensor:
-    from ddmi_lite.domains.shape import spread_index
-    from ddmi_lite.metrics3d import normalize_to_unit_sphere
-
     index = spread_index(data.shape_test.categories, min(cfg.n_metric, len(data.shape_test)))
     pick = torch.randint(0, data.shape_test.surface.shape[1], (cfg.n_metric_points,),
                          generator=torch.Generator().manual_seed(seed))
@@ -223,15 +291,6 @@ def shape_reference_clouds(cfg: AblationConfig, data: AblationData, *, seed: int
 
 def shape_generation(model, ldm, cfg: AblationConfig, data: AblationData, ref: torch.Tensor, *, seed: int = 0) -> dict:
     """MMD / COV (Chamfer) of ``n_metric`` sampled shapes (meshed at ``mesh_resolution``³) against held-out clouds."""
-    from ddmi_lite.domains.shape import (
-        dense_occupancy,
-        image_to_triplane,
-        meshes_from_logits,
-        surface_clouds,
-    )
-    from ddmi_lite.latent_diffusion import sample_latents
-    from ddmi_lite.metrics3d import mmd_cov_nna, normalize_to_unit_sphere
-
     z = sample_latents(ldm, cfg.n_metric, sampler=cfg.shape_ldm.sampler, steps=cfg.shape_ldm.sample_steps,
                        batch_size=cfg.shape_ldm.sample_batch, generator=torch.Generator().manual_seed(seed))
     meshes = meshes_from_logits(dense_occupancy(model, image_to_triplane(z), cfg.mesh_resolution))
@@ -250,6 +309,7 @@ class AblationResult:
     ldms: dict = field(default_factory=dict)            # (domain, row) → latent diffusion model
     samples: dict = field(default_factory=dict)         # (domain, row) → images [16,3,32,32] or meshes
     data: AblationData | None = None
+    trained: list = field(default_factory=list)         # every TrainResult (stage 1 and 2), for stopped_by_budget
 
 
 def run_ablation(cfg: AblationConfig, *, ckpt_dir, out_dir=None, device="cpu", progress: bool = True,
@@ -269,6 +329,7 @@ def run_ablation(cfg: AblationConfig, *, ckpt_dir, out_dir=None, device="cpu", p
                 recon.append(image_psnr(model, data, cfg.n_psnr) if domain == "image" else
                              shape_iou(model, cfg, data, seed=seed))
                 secs.append(result.total_time_s)
+                res.trained.append(result)
                 steps.append(result.steps_done)
                 params = count_parameters(model)
                 if seed == cfg.seeds[0]:
@@ -278,6 +339,7 @@ def run_ablation(cfg: AblationConfig, *, ckpt_dir, out_dir=None, device="cpu", p
             ldm, ldm_result = row_ldm(domain, row, model, cfg, data, ckpt_dir=ckpt_dir, device=device,
                                       progress=progress)
             res.ldms[(domain, row)] = ldm
+            res.trained.append(ldm_result)
             gen = image_generation(model, ldm, cfg, data) if domain == "image" else \
                 shape_generation(model, ldm, cfg, data, ref)
             res.samples[(domain, row)] = gen.pop("samples", None) if domain == "image" else gen.pop("meshes")
@@ -297,124 +359,16 @@ def run_ablation(cfg: AblationConfig, *, ckpt_dir, out_dir=None, device="cpu", p
     return res
 
 
-def flat_metrics(table: list[dict]) -> dict:
-    """The metrics.json keys: ``psnr_heldout_<row>[_std]``, ``fd_samples_<row>``, ``iou_heldout_<row>[_std]``,
-    ``mmd_<row>``, ``cov_<row>``, ``params_<domain>_<row>``, ``train_s_<domain>_<row>``."""
-    out: dict[str, float] = {}
-    for e in table:
-        row, dom = e["row"], e["domain"]
-        if dom == "image":
-            out[f"psnr_heldout_{row}"] = e["recon_mean"]
-            out[f"psnr_heldout_{row}_std"] = e["recon_std"]
-            out[f"fd_samples_{row}"] = e["fd"]
-        else:
-            out[f"iou_heldout_{row}"] = e["recon_mean"]
-            out[f"iou_heldout_{row}_std"] = e["recon_std"]
-            out[f"mmd_{row}"] = e["mmd"]
-            out[f"cov_{row}"] = e["cov"]
-        out[f"params_{dom}_{row}"] = e["params"]
-        out[f"train_s_{dom}_{row}"] = e["train_s"]
-        out[f"train_steps_{dom}_{row}"] = e["steps"]
-    return out
-
-
-CSV_FIELDS = ("domain", "row", "label", "params", "steps", "train_s", "recon_metric", "recon_mean", "recon_std",
-              "fd", "mmd", "cov", "ldm_train_s")
-
-
-def write_table(table: list[dict], out_dir, *, config: AblationConfig | None = None) -> tuple[Path, Path]:
-    """``ablation.json`` (the rows and the config) and ``ablation.csv`` in ``out_dir``, written atomically."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    payload = {"rows": table, "config": json.loads(json.dumps(asdict(config), default=str)) if config else {}}
-    atomic_write(out_dir / "ablation.json", (json.dumps(payload, indent=2) + "\n").encode("utf-8"))
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, extrasaction="ignore")
-    writer.writeheader()
-    for e in table:
-        writer.writerow({k: e.get(k, "") for k in CSV_FIELDS})
-    atomic_write(out_dir / "ablation.csv", buf.getvalue().encode("utf-8"))
-    return out_dir / "ablation.json", out_dir / "ablation.csv"
-
-
-def table_markdown(table: list[dict]) -> str:
-    """The table as markdown: one line per (domain, row)."""
-    lines = ["| domain | row | params | train s | reconstruction (held-out) | generation |",
-             "| --- | --- | ---: | ---: | ---: | ---: |"]
-    for e in table:
-        rec = f"{e['recon_metric'].upper()} {e['recon_mean']:.3f} ± {e['recon_std']:.3f}"
-        gen = f"FD {e['fd']:.3f}" if e["domain"] == "image" else f"MMD {e['mmd']:.4f} / COV {e['cov']:.2f}"
-        lines.append(f"| {e['domain']} | {e['label']} | {e['params']:,} | {e['train_s']:.1f} | {rec} | {gen} |")
-    return "\n".join(lines)
-
-
-def load_table(out_dir) -> list[dict]:
-    """The rows of ``out_dir/ablation.json``."""
-    path = Path(out_dir) / "ablation.json"
-    if not path.is_file():
-        raise DDMIError(f"{str(path)!r} does not exist; run notebooks/10_ablations.py first")
-    return json.loads(path.read_text(encoding="utf-8"))["rows"]
-
-
-CLAIMS = (("a", "generating adaptive positional embeddings beats generating weights over a fixed PE", "cfc", "weightgen"),
-          ("b", "multi-scale basis fields beat a single scale", "cfc", "single"),
-          ("c", "coarse-to-fine conditioning beats all scales at the input", "cfc", "concat"))
-
-
-GENERATION_TIE = 0.05  # one LDM per row has no error bar: distances within 5% of each other count as a tie
-
-
-def _generation_verdict(ours: float, other: float) -> str:
-    """Lower is better (FD, MMD); a relative gap under :data:`GENERATION_TIE` is called a tie."""
-    if abs(ours - other) <= GENERATION_TIE * max(abs(ours), abs(other)):
-        return f"is a tie (within {GENERATION_TIE:.0%}, no error bars)"
-    return "holds" if ours < other else "does not hold"
-
-
-def claim_verdicts(table: list[dict]) -> list[str]:
-    """One sentence per claim and domain, read off the table: does the paper's row beat its ablation?
-
-    Reconstruction counts as a win only when the gap exceeds the seeds' spread (the larger std);
-    generation (one LDM per row, no error bars) counts as a win only beyond a 5% relative gap, and
-    for shapes only when COV does not drop.
-    """
-    by = {(e["domain"], e["row"]): e for e in table}
-    out = []
-    for tag, text, ours, other in CLAIMS:
-        for dom in DOMAINS:
-            a, b = by.get((dom, ours)), by.get((dom, other))
-            if a is None or b is None:
-                continue
-            gap = a["recon_mean"] - b["recon_mean"]
-            spread = max(a["recon_std"], b["recon_std"])
-            rec = "holds" if gap > spread else ("within the seed spread" if abs(gap) <= spread else "does not hold")
-            name = a["recon_metric"].upper()
-            if dom == "image":
-                verdict, gen = _generation_verdict(a["fd"], b["fd"]), f"FD {a['fd']:.3f} vs {b['fd']:.3f}"
-            else:
-                verdict = _generation_verdict(a["mmd"], b["mmd"])
-                if verdict == "holds" and a["cov"] < b["cov"]:
-                    verdict = "is mixed (lower MMD, lower COV)"
-                gen = f"MMD {a['mmd']:.4f} vs {b['mmd']:.4f}, COV {a['cov']:.2f} vs {b['cov']:.2f}"
-            out.append(f"({tag}) {dom}: {text} — reconstruction {rec} ({name} {a['recon_mean']:.3f} vs "
-                       f"{b['recon_mean']:.3f}, gap {gap:+.3f}, seed spread {spread:.3f}); generation "
-                       f"{verdict} ({gen}).")
-    return out
-
-
 @torch.no_grad()
 def masked_psnr(model, images01: torch.Tensor, *, batch_size: int = 64) -> dict[str, float]:
     """Held-out PSNR with every scale on, then with each scale's embedding zeroed at render time (no retraining).
 
     Keys: ``all``, then ``no_coarse`` / ``no_mid`` / ``no_fine`` (``no_field`` for one scale); {} for the baseline.
     """
-    from ddmi_lite.domains.image import psnr, render, to_model_range, to_unit_range
-    from ddmi_lite.viz import n_scales, scale_masks
-
     k = n_scales(model)
     if k == 0:
         return {}
-    device = next(model.parameters()).device
+    device = module_device(model)
     out: dict[str, list] = {}
     for start in range(0, len(images01), batch_size):
         x = images01[start:start + batch_size]
@@ -426,27 +380,17 @@ def masked_psnr(model, images01: torch.Tensor, *, batch_size: int = 64) -> dict[
 
 
 __all__ = [
-    "CLAIMS",
-    "DOMAINS",
-    "READOUT_MODES",
-    "ROWS",
-    "ROW_LABELS",
     "AblationConfig",
     "AblationData",
     "AblationResult",
     "build_row_model",
-    "claim_verdicts",
-    "flat_metrics",
     "image_generation",
     "image_psnr",
     "load_data",
-    "load_table",
     "masked_psnr",
     "row_ldm",
     "run_ablation",
     "shape_generation",
     "shape_iou",
-    "table_markdown",
     "train_row",
-    "write_table",
 ]

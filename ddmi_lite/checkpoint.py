@@ -9,9 +9,9 @@ files:
 * ``vae.json`` — ``{"format": "ddmi_lite-checkpoint-v1", "weights": {file, sha256, size_bytes},
   "tensors": {name: {shape, dtype}}, "meta": {...}}``.
 
-Atomicity. Each file is written to a temporary file in the same directory, flushed, fsync-ed
-and moved into place with ``os.replace`` (atomic on POSIX and Windows), so a reader never sees
-a half-written file. The weights go first and the JSON last: a crash between the two leaves
+Atomicity. Each file is written by :func:`ddmi_lite.io.atomic_write` (a temporary file in the
+same directory, flushed, fsync-ed and moved into place with ``os.replace``), so a reader never
+sees a half-written file. The weights go first and the JSON last: a crash between the two leaves
 the new weights next to the *old* JSON, whose sha256 no longer matches, and loading then
 fails with a clear message instead of silently pairing mismatched files. A crash before the
 first replace leaves the previous checkpoint intact.
@@ -32,10 +32,8 @@ To evaluate with the EMA weights: ``load_model_state(model, tensors, prefix="ema
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Iterable
@@ -45,6 +43,7 @@ import safetensors.torch
 
 from ddmi_lite.device import resolve_device
 from ddmi_lite.errors import DDMIError
+from ddmi_lite.io import atomic_write, remove_stale_temps, sha256_bytes, write_json
 
 FORMAT = "ddmi_lite-checkpoint-v1"
 _MARKERS = ("__tensor__", "__tuple__", "__items__")
@@ -78,43 +77,7 @@ def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
     return model.module if isinstance(model, wrappers) else model
 
 
-# ----------------------------------------------------------------------------- atomic write
-def atomic_write(target: str | os.PathLike, data: bytes, *, durable: bool = True) -> None:
-    """Write ``data`` to a temp file beside ``target`` (folders created), then ``os.replace`` it.
-
-    Readers see the old file or the new one, never a half-written one. ``durable`` also fsyncs
-    the file and its folder so the write survives a power cut (checkpoints, reports); data
-    caches of thousands of small files pass ``False``, where rewriting them is the recovery.
-    """
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            if durable:
-                handle.flush()
-                os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; outputs are ordinary readable files
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    if not durable:
-        return
-    try:  # make the rename itself durable (POSIX); directories cannot be opened on Windows
-        dir_fd = os.open(target.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
-
-
+# ----------------------------------------------------------------------------- save
 def save_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict) -> Path:
     """Write ``<path>.safetensors`` then ``<path>.json`` atomically; return the stem ``path``.
 
@@ -139,14 +102,14 @@ def save_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], m
         raise DDMIError(f"cannot write {weights} as safetensors: {err}") from err
     record = {
         "format": FORMAT,
-        "weights": {"file": weights.name, "sha256": hashlib.sha256(blob).hexdigest(),
+        "weights": {"file": weights.name, "sha256": sha256_bytes(blob),
                     "size_bytes": len(blob)},
         "tensors": {name: {"shape": list(t.shape), "dtype": str(t.dtype).removeprefix("torch.")}
                     for name, t in cpu.items()},
         "meta": json.loads(meta_text),
     }
     weights.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temps(weights, sidecar)
+    remove_stale_temps(weights, sidecar)
     prev_weights, prev_sidecar = backup_files(weights)
     keep_old = weights.is_file() and sidecar.is_file()
     if keep_old and prev_sidecar.is_file():
@@ -162,7 +125,7 @@ def save_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], m
             _link_or_copy(sidecar, prev_sidecar)
         atomic_write(weights, blob)  # weights first ...
         replaced = True
-        atomic_write(sidecar, (json.dumps(record, indent=1) + "\n").encode())  # ... JSON last
+        write_json(sidecar, record, indent=1)  # ... JSON last
     except BaseException:  # an error in this process (disk full, Ctrl-C): put the old pair back
         if keep_old:
             try:
@@ -176,13 +139,6 @@ def save_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], m
     for file in (prev_sidecar, prev_weights):  # both new files are in place: drop the backup
         file.unlink(missing_ok=True)
     return weights.with_name(weights.name[: -len(".safetensors")])
-
-
-def _remove_stale_temps(*targets: Path) -> None:
-    """Delete the temp files a killed :func:`atomic_write` left beside ``targets``."""
-    for target in targets:
-        for stale in target.parent.glob(f".{target.name}.*.tmp"):
-            stale.unlink(missing_ok=True)
 
 
 def _link_or_copy(source: Path, target: Path) -> None:
@@ -242,7 +198,7 @@ def _verified(weights: Path, sidecar: Path) -> tuple[dict[str, torch.Tensor], di
     if len(blob) != expected["size_bytes"]:
         raise DDMIError(f"checkpoint {weights} is {len(blob)} bytes but {sidecar.name} expects "
                         f"{expected['size_bytes']}: the file is truncated or was overwritten")
-    if hashlib.sha256(blob).hexdigest() != expected["sha256"]:
+    if sha256_bytes(blob) != expected["sha256"]:
         raise DDMIError(f"checkpoint {weights}: sha256 does not match {sidecar.name}; the weights "
                         f"were modified or a save was interrupted between the two files")
     try:

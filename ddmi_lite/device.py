@@ -1,4 +1,5 @@
-"""Device selection and seeding shared by the library, the notebooks and the CLI."""
+"""Device selection and seeding shared by the library, the notebooks and the CLI, and the device a
+module's weights live on (:func:`module_device`)."""
 
 from __future__ import annotations
 
@@ -26,9 +27,20 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     raise DDMIError(f"device={device!r} is not one of 'auto', 'cpu', 'cuda', 'cuda:<index>'")
 
 
+def module_device(module: torch.nn.Module) -> torch.device:
+    """The device of ``module``'s first parameter (where its inputs must go)."""
+    try:
+        return next(module.parameters()).device
+    except StopIteration:
+        raise DDMIError(f"{type(module).__name__} has no parameters: its device is undefined") from None
+
+
 def seed_everything(seed: int) -> torch.Generator:
     """Seed python, numpy and torch; return a CPU generator seeded the same way."""
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
+
+
+__all__ = ["module_device", "resolve_device", "seed_everything"]

@@ -30,6 +30,7 @@ from typing import Sequence
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from ddmi_lite.errors import DDMIError
 
@@ -46,25 +47,40 @@ class ResBlockFC(nn.Module):
         self.fc1 = nn.Linear(hidden, out_dim)
         nn.init.zeros_(self.fc1.weight)  # each block starts as (a projection of) the identity
         self.shortcut = nn.Linear(in_dim, out_dim, bias=False) if in_dim != out_dim else nn.Identity()
-        self.act = _activation(act)
+        self.act = activation(act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.shortcut(x) + self.fc1(self.act(self.fc0(self.act(x))))
 
 
-def _activation(name: str) -> nn.Module:
+def activation(name: str) -> nn.Module:
+    """A fresh activation module by name: ``silu``, ``relu``, ``gelu`` or ``leaky_relu`` (slope 0.2)."""
     acts = {"silu": nn.SiLU(), "relu": nn.ReLU(), "gelu": nn.GELU(), "leaky_relu": nn.LeakyReLU(0.2)}
     if name not in acts:
         raise DDMIError(f"act={name!r} is not one of {tuple(acts)}")
     return acts[name]
 
 
-def sinusoidal_embedding(x: torch.Tensor, dim: int, *, max_period: float = 1e4) -> torch.Tensor:
-    """[B] → [B, dim]: ``[sin(x·f_k), cos(x·f_k)]`` with ``f_k = exp(−k ln(max_period)/(dim/2 − 1))``."""
+def sinusoidal_embedding(x: torch.Tensor, dim: int, *, max_period: float = 1e4,
+                         formula: str = "readout") -> torch.Tensor:
+    """Sinusoidal embedding (Vaswani et al. 2017 §3.5) of ``x`` [B] → [B, dim], zero-padded when ``dim`` is odd.
+
+    With ``half = dim // 2`` and ``P = max_period``, one of two formulas (both kept bit-exact, as
+    trained weights depend on them):
+
+    * ``"readout"`` (the render-scale conditioning of :class:`CFCReadout`):
+      ``[sin(x·f_k), cos(x·f_k)]``, ``f_k = P^(−k/(half − 1))``, so the last frequency is 1/P;
+    * ``"adm"`` (the UNet's timesteps, ADM's ``timestep_embedding``):
+      ``[cos(x·ω_k), sin(x·ω_k)]``, ``ω_k = P^(−k/half)``.
+    """
+    if formula not in ("readout", "adm"):
+        raise DDMIError(f"formula={formula!r} is not one of ('readout', 'adm')")
     half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=x.device, dtype=torch.float32) / max(half - 1, 1))
+    k = torch.arange(half, device=x.device, dtype=torch.float32)
+    freqs = torch.exp(-math.log(max_period) * k / (half if formula == "adm" else max(half - 1, 1)))  # [half]
     args = x.float()[:, None] * freqs[None]  # [B, half]
-    return torch.cat([args.sin(), args.cos()], dim=-1)  # [B, dim]
+    pair = (args.cos(), args.sin()) if formula == "adm" else (args.sin(), args.cos())
+    return F.pad(torch.cat(pair, dim=-1), (0, dim % 2))  # [B, dim]
 
 
 class CFCReadout(nn.Module):
@@ -113,7 +129,7 @@ class CFCReadout(nn.Module):
             )
             nn.init.zeros_(self.scale_mlp[-1].weight)
             nn.init.zeros_(self.scale_mlp[-1].bias)
-        self.act = _activation(act)
+        self.act = activation(act)
         self.head = nn.Linear(hidden, out_dim)
 
     def forward(
@@ -167,4 +183,4 @@ def readout_block_inputs(readout: CFCReadout) -> list[int]:
     return [b.fc0.in_features for b in readout.blocks]
 
 
-__all__ = ["MODES", "CFCReadout", "ResBlockFC", "sinusoidal_embedding", "readout_block_inputs"]
+__all__ = ["MODES", "CFCReadout", "ResBlockFC", "activation", "sinusoidal_embedding", "readout_block_inputs"]

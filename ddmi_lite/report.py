@@ -20,18 +20,29 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ddmi_lite.checkpoint import atomic_write
-from ddmi_lite.configs import check_profile
+import numpy
+import torch
+
+from ddmi_lite.ablation_table import claim_verdicts, load_table, table_markdown
 from ddmi_lite.errors import DDMIError
+from ddmi_lite.io import atomic_write, read_json
+from ddmi_lite.notebook import (
+    METRICS_FILE,
+    REPORT_FILE,
+    RUN_FILE,
+    STRING_KEYS,
+    TIMINGS_FILE,
+    load_metrics,
+    now,
+    select_notebooks,
+)
+from ddmi_lite.presets import check_profile
 
 # --------------------------------------------------------------------------- report
 
 
 def environment() -> dict[str, str]:
     """Versions and hardware the report states: python, torch, numpy, device, CPU, cores, date."""
-    import numpy
-    import torch
-
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -53,7 +64,7 @@ def environment() -> dict[str, str]:
         "cpu": cpu,
         "cores": f"{usable} usable of {os.cpu_count()}",
         "platform": platform.platform(),
-        "date": _now(),
+        "date": now(),
     }
 
 
@@ -100,7 +111,7 @@ def write_report(
     check_profile(profile)
     notebooks = select_notebooks(only, notebooks_dir)
     root = Path(out_root).resolve() / profile
-    timings = _read_json(root / TIMINGS_FILE) if (root / TIMINGS_FILE).is_file() else {}
+    timings = read_json(root / TIMINGS_FILE) if (root / TIMINGS_FILE).is_file() else {}
     sections: list[str] = []
     overview = ["## Overview", "", "| notebook | wall time (s) | metrics | executed notebook |", "| --- | ---: | ---: | --- |"]
     all_metrics: dict[str, dict] = {}
@@ -146,8 +157,6 @@ _SAMPLER_KEY = re.compile(r"^fd_(ddpm|ddim|dpmpp_2m|heun)_(\d+)$")
 
 def _ablation_section(root: Path, all_metrics: Mapping[str, Mapping]) -> list[str]:
     """The ablation table from ``10_ablations/ablation.json`` (when that notebook is in the report)."""
-    from ddmi_lite.ablations import claim_verdicts, load_table, table_markdown
-
     if ABLATION_NOTEBOOK not in all_metrics or not (root / ABLATION_NOTEBOOK / "ablation.json").is_file():
         return []
     table = load_table(root / ABLATION_NOTEBOOK)
@@ -266,7 +275,7 @@ def _run_line(root: Path) -> str:
     """The last ``reproduce`` call (``run.json``): when, how long, and how many notebooks it ran or reused."""
     if not (root / RUN_FILE).is_file():
         return "| last reproduce run | no record (run.json missing) |"
-    run = _read_json(root / RUN_FILE)
+    run = read_json(root / RUN_FILE)
     ran, skipped = run.get("ran", []), run.get("skipped", [])
     kind = (f"one uninterrupted run: all {len(ran)} notebooks ran, none reused" if run.get("status") == "complete" and not skipped
             else f"{len(ran)} ran, {len(skipped)} reused from earlier runs ({', '.join(skipped) or 'none'})")
@@ -299,17 +308,3 @@ def _notebook_section(
         link = _relative(figure, root)
         lines += [f"![{figure.stem}]({link})", f"*{link}*", ""]
     return "\n".join(lines)
-
-
-# at the end: reproduce re-exports this module's functions, so either module may be imported first
-from ddmi_lite.reproduce import (
-    METRICS_FILE,
-    REPORT_FILE,
-    RUN_FILE,
-    STRING_KEYS,
-    TIMINGS_FILE,
-    _now,
-    _read_json,
-    load_metrics,
-    select_notebooks,
-)

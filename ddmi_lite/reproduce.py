@@ -10,181 +10,26 @@ records wall times in ``runs/<profile>/timings.json`` and gathers everything int
 
 from __future__ import annotations
 
-import json
-import math
-import numbers
 import os
-import re
 import sys
 import tempfile
 import time
 from contextlib import contextmanager
-from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Iterable, Iterator
 
-from ddmi_lite.checkpoint import atomic_write
-from ddmi_lite.configs import check_profile
 from ddmi_lite.errors import DDMIError
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
-METRICS_FILE = "metrics.json"
-TIMINGS_FILE = "timings.json"
-RUN_FILE = "run.json"  # the last run_all call: start, end, total wall time, notebooks ran / reused
-REPORT_FILE = "report.md"
-# keys that hold strings in metrics.json; every other value is a finite number
-STRING_KEYS = ("profile", "device")
-
-_NOTEBOOK_NAME = re.compile(r"^\d\d_[a-z0-9_]+$")
-_SNAKE_CASE = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$")
-
-
-# --------------------------------------------------------------------------- notebooks
-
-
-def list_notebooks(notebooks_dir: str | Path | None = None) -> list[Path]:
-    """The notebook sources ``NN_name.py`` in ``notebooks_dir``, in run order (by name)."""
-    folder = Path(notebooks_dir) if notebooks_dir is not None else NOTEBOOKS_DIR
-    if not folder.is_dir():
-        raise DDMIError(f"notebooks_dir={str(folder)!r} is not a folder of NN_name.py notebooks")
-    return sorted(p for p in folder.glob("*.py") if _NOTEBOOK_NAME.match(p.stem))
-
-
-def select_notebooks(only: Iterable[str] | None = None, notebooks_dir: str | Path | None = None) -> list[Path]:
-    """Resolve ``only`` (names like ``03_d2c_vae``, or their number ``03``) to notebook paths.
-
-    ``None`` selects every notebook. The result keeps run order and has no duplicates.
-    """
-    notebooks = list_notebooks(notebooks_dir)
-    if only is None:
-        return notebooks
-    if isinstance(only, str):
-        only = [only]
-    by_name = {p.stem: p for p in notebooks}
-    chosen: set[str] = set()
-    for token in only:
-        key = Path(str(token)).stem  # accept "notebooks/03_x.py" too
-        matches = [n for n in by_name if n == key] or [n for n in by_name if n.split("_", 1)[0] == key]
-        matches = matches or [n for n in by_name if n.startswith(key)]
-        if len(matches) != 1:
-            what = "matches several notebooks" if matches else "is not a notebook"
-            raise DDMIError(f"only={token!r} {what}; choose from {sorted(by_name)} (a name or its number)")
-        chosen.add(matches[0])
-    return [p for p in notebooks if p.stem in chosen]
-
-
-def notebook_out_dir(name: str, profile: str, out_dir: str | Path | None = "") -> Path:
-    """The folder a notebook writes into, created: ``out_dir`` if given, else ``runs/<profile>/<name>``.
-
-    An empty ``out_dir`` (the notebooks' default ``OUT_DIR = ""``) resolves against the repo
-    root, so a notebook opened in JupyterLab writes where ``reproduce`` looks.
-    """
-    check_profile(profile)
-    path = Path(out_dir) if out_dir else REPO_ROOT / "runs" / profile / name
-    path = path.resolve()
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def start_notebook(name: str, profile: str, device: str = "auto", seed: int = 0, out_dir: str | Path | None = ""):
-    """The set-up every notebook's first code cell does, from its ``parameters`` cell.
-
-    Returns ``(device, generator, out, ckpt_dir)``: the resolved torch device, the generator
-    :func:`~ddmi_lite.device.seed_everything` seeded, the notebook's output folder
-    (:func:`notebook_out_dir`) and the checkpoint folder next to it, shared by every notebook of
-    the profile (``runs/<profile>/checkpoints``). Prints one line saying so.
-    """
-    from ddmi_lite.device import resolve_device, seed_everything
-
-    torch_device = resolve_device(device)
-    generator = seed_everything(seed)
-    out = notebook_out_dir(name, profile, out_dir)
-    print(f"profile={profile} device={torch_device} seed={seed} out={out}")
-    return torch_device, generator, out, out.parent / "checkpoints"
-
-
-# --------------------------------------------------------------------------- metrics
-
-
-def _as_number(key: str, value: Any, where: str) -> int | float:
-    """A finite python int/float from a number, a numpy scalar or a one-element tensor/array."""
-    if hasattr(value, "item") and not isinstance(value, (numbers.Number, str)):
-        try:
-            value = value.item()  # torch and numpy raise unless there is exactly one element
-        except (ValueError, RuntimeError) as err:
-            raise DDMIError(f"{where}: metric {key!r} must be a single number, got {type(value).__name__}") from err
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise DDMIError(f"{where}: metric {key!r} must be a finite number, got {type(value).__name__} {value!r}")
-    value = int(value) if isinstance(value, numbers.Integral) else float(value)
-    if not math.isfinite(value):
-        raise DDMIError(f"{where}: metric {key!r} must be finite, got {value!r}")
-    return value
-
-
-def check_metrics(metrics: Mapping[str, Any], *, where: str = "metrics", strict: bool = True) -> dict[str, Any]:
-    """Validate a flat metrics mapping and return it with plain python values.
-
-    Keys are snake case; values are finite numbers, except strings under ``profile`` and
-    ``device`` (``strict``) or under any key (``strict=False``).
-    """
-    if not isinstance(metrics, Mapping):
-        raise DDMIError(f"{where}: expected a flat JSON object of metrics, got {type(metrics).__name__}")
-    clean: dict[str, Any] = {}
-    for key, value in metrics.items():
-        if not isinstance(key, str) or not _SNAKE_CASE.match(key):
-            raise DDMIError(f"{where}: metric name {key!r} must be snake_case like 'psnr_heldout'")
-        if isinstance(value, str) and (key in STRING_KEYS or not strict):
-            clean[key] = value
-        else:
-            clean[key] = _as_number(key, value, where)
-    return clean
-
-
-def write_metrics(
-    out_dir: str | Path,
-    metrics: Mapping[str, Any],
-    *,
-    profile: str | None = None,
-    device: Any = None,
-) -> Path:
-    """Validate ``metrics`` and write ``out_dir/metrics.json`` atomically; return its path.
-
-    ``profile`` and ``device`` are added as strings (or taken from ``metrics``); ``wall_s``,
-    the notebook's own wall time in seconds, is required.
-    """
-    merged = dict(metrics)
-    if profile is not None:
-        merged["profile"] = profile
-    if device is not None:
-        merged["device"] = str(device)
-    for key in ("profile", "device", "wall_s"):
-        if key not in merged:
-            raise DDMIError(f"write_metrics: {key!r} is missing; pass profile=, device= and a 'wall_s' entry")
-    check_profile(merged["profile"])
-    if not isinstance(merged["device"], str):
-        raise DDMIError(f"write_metrics: device must be a string, got {merged['device']!r}")
-    path = Path(out_dir) / METRICS_FILE
-    clean = check_metrics(merged, where=str(path))
-    _write_json_atomic(path, clean)
-    return path
-
-
-def load_metrics(path: str | Path) -> dict[str, Any]:
-    """Read a ``metrics.json``: a flat object of finite numbers and strings under snake-case keys."""
-    path = Path(path)
-    if not path.is_file():
-        raise DDMIError(f"metrics file {str(path)!r} does not exist")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise DDMIError(f"metrics file {str(path)!r} is not valid JSON: {err}") from err
-    return check_metrics(data, where=str(path), strict=False)
-
-
-def _write_json_atomic(path: Path, data: Any) -> None:
-    atomic_write(path, (json.dumps(data, indent=2, allow_nan=False) + "\n").encode("utf-8"))
-
+from ddmi_lite.io import read_json, write_json
+from ddmi_lite.notebook import (
+    METRICS_FILE,
+    REPO_ROOT,
+    RUN_FILE,
+    TIMINGS_FILE,
+    load_metrics,
+    now,
+    select_notebooks,
+)
+from ddmi_lite.presets import check_profile
 
 # --------------------------------------------------------------------------- execution
 
@@ -211,10 +56,8 @@ def run_notebook(
     notebook's folder. ``timeout`` is per cell, in seconds. Raises :class:`DDMIError` naming
     the notebook and the failing cell's error, or when no ``metrics.json`` was written.
     """
-    import jupytext
-    import nbformat
-    import papermill
-    from papermill.exceptions import PapermillExecutionError
+    import jupytext  # optional ("notebooks" extra): the library runs without it
+    import papermill  # optional ("notebooks" extra), as jupytext
 
     source = Path(path).resolve()
     name = source.stem
@@ -235,7 +78,7 @@ def run_notebook(
     try:
         with tempfile.TemporaryDirectory(prefix="ddmi_nb_") as tmp, _kernel_imports_this_package():
             input_nb = Path(tmp) / f"{name}.ipynb"
-            nbformat.write(nb, input_nb)
+            jupytext.write(nb, input_nb, fmt="ipynb")
             papermill.execute_notebook(
                 str(input_nb),
                 str(executed),
@@ -245,7 +88,7 @@ def run_notebook(
                 cwd=str(source.parent),
                 execution_timeout=timeout,
             )
-    except PapermillExecutionError as err:
+    except papermill.PapermillExecutionError as err:
         raise DDMIError(
             f"notebook {name} failed in cell [{err.exec_count}]: {err.ename}: {err.evalue} "
             f"(the executed notebook with the traceback is {executed})"
@@ -253,7 +96,7 @@ def run_notebook(
     except Exception as err:  # kernel start failure, dead kernel, cell timeout
         raise DDMIError(f"notebook {name} did not finish: {type(err).__name__}: {err}") from err
     finally:
-        _record_source(executed, source)
+        _record_source(jupytext, executed, source)
     wall_s = time.perf_counter() - start
     if not metrics_path.is_file():
         raise DDMIError(f"notebook {name} ran but wrote no {METRICS_FILE} into OUT_DIR={str(out_dir)!r}")
@@ -285,15 +128,13 @@ def _kernel_imports_this_package() -> Iterator[None]:
             os.environ["PYTHONPATH"] = old
 
 
-def _record_source(executed: Path, source: Path) -> None:
+def _record_source(jupytext, executed: Path, source: Path) -> None:
     """Point the executed notebook's papermill metadata at the py:percent source, not the temp copy."""
-    import nbformat
-
     if not executed.is_file():
         return
-    nb = nbformat.read(executed, as_version=4)
+    nb = jupytext.read(executed)
     nb.metadata.setdefault("papermill", {})["input_path"] = str(source)
-    nbformat.write(nb, executed)
+    jupytext.write(nb, executed)
 
 
 def is_done(source: str | Path, out_dir: str | Path) -> bool:
@@ -329,15 +170,15 @@ def run_all(
     root = Path(out_root).resolve() / profile
     root.mkdir(parents=True, exist_ok=True)
     timings_path = root / TIMINGS_FILE
-    timings = _read_json(timings_path) if timings_path.is_file() else {}
+    timings = read_json(timings_path) if timings_path.is_file() else {}
     results: list[dict[str, Any]] = []
-    run = {"profile": profile, "device": device, "seed": seed, "started": _now(), "status": "running",
+    run = {"profile": profile, "device": device, "seed": seed, "started": now(), "status": "running",
            "notebooks": [p.stem for p in notebooks], "ran": [], "skipped": []}
     run_start = time.perf_counter()
 
     def record_run(status: str) -> None:
-        run.update(status=status, finished=_now(), wall_s=round(time.perf_counter() - run_start, 2))
-        _write_json_atomic(root / RUN_FILE, run)
+        run.update(status=status, finished=now(), wall_s=round(time.perf_counter() - run_start, 2))
+        write_json(root / RUN_FILE, run, allow_nan=False)
 
     for index, source in enumerate(notebooks, start=1):
         name, out_dir = source.stem, root / source.stem
@@ -352,12 +193,12 @@ def run_all(
         try:
             result = run_notebook(source, profile=profile, out_dir=out_dir, device=device, seed=seed, progress=progress)
         except DDMIError:
-            timings[name] = {"status": "failed", "wall_s": round(time.perf_counter() - start, 2), "finished": _now()}
-            _write_json_atomic(timings_path, timings)
+            timings[name] = {"status": "failed", "wall_s": round(time.perf_counter() - start, 2), "finished": now()}
+            write_json(timings_path, timings, allow_nan=False)
             record_run(f"failed at {name}")
             raise
-        timings[name] = {"status": "ran", "wall_s": round(result["wall_s"], 2), "finished": _now()}
-        _write_json_atomic(timings_path, timings)
+        timings[name] = {"status": "ran", "wall_s": round(result["wall_s"], 2), "finished": now()}
+        write_json(timings_path, timings, allow_nan=False)
         _log(f"{tag}: done in {result['wall_s']:.1f} s")
         results.append(result)
         run["ran"].append(name)
@@ -365,22 +206,3 @@ def run_all(
     _log(f"all {len(notebooks)} notebooks done in {run['wall_s'] / 60:.1f} min "
          f"({len(run['ran'])} ran, {len(run['skipped'])} reused)")
     return results
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise DDMIError(f"{str(path)!r} is not valid JSON: {err}; delete it to start over") from err
-    if not isinstance(data, dict):
-        raise DDMIError(f"{str(path)!r} must hold a JSON object")
-    return data
-
-
-def _now() -> str:
-    return datetime.now().astimezone().isoformat(timespec="seconds")
-
-
-
-
-from ddmi_lite.report import environment, format_number, write_report, write_report_html  # noqa: E402,F401  (re-exported)

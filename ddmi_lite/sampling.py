@@ -35,9 +35,9 @@ from collections.abc import Callable
 
 import torch
 
-from ddmi_lite.diffusion import Schedule
+from ddmi_lite.schedule import Schedule
+from ddmi_lite.checks import check_shape, check_tensor
 from ddmi_lite.errors import DDMIError
-from ddmi_lite.validation import check_shape, check_tensor
 
 EpsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 

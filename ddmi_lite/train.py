@@ -23,7 +23,6 @@ and every rank resumes from the same checkpoint.
 from __future__ import annotations
 
 import contextlib
-import copy
 import dataclasses
 import math
 import time
@@ -35,13 +34,17 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ddmi_lite import distributed as D
 from ddmi_lite.checkpoint import (
     checkpoint_exists,
+    config_differences,
+    load_checkpoint,
     load_training_state,
     save_training_state,
     unwrap_model,
 )
 from ddmi_lite.device import resolve_device
+from ddmi_lite.ema import EMA
 from ddmi_lite.errors import DDMIError, NonFiniteLossError
 
 # keys whose change does not break a resume (extend a run, change logging / budget)
@@ -55,7 +58,8 @@ PRECISIONS = ("fp32", "bf16", "auto")
 
 @dataclass
 class TrainConfig:
-    steps: int = 1000                      # optimiser steps in total
+    steps: int = 1000                      # optimiser steps in total: they decide the run
+    batch_size: int = 32                   # examples per micro-batch (the domain's batch_fn draws them)
     lr: float = 1e-3                       # peak learning rate (AdamW)
     weight_decay: float = 0.0              # decoupled weight decay
     betas: tuple[float, float] = (0.9, 0.99)
@@ -67,9 +71,9 @@ class TrainConfig:
     ema_decay: float | None = None         # EMA decay per optimiser step; None disables EMA
     ema_start: int = 0                     # before this step the EMA copies the weights
     ckpt_every: int = 0                    # checkpoint period in steps; 0: only at the end
-    log_every: int = 10                    # history / progress-bar period in steps
+    log_every: int = 0                     # history period in steps; 0: about 100 records per run
     seed: int = 0                          # the whole random stream derives from it
-    max_time_s: float | None = None        # wall-clock budget for this call; None: unlimited
+    max_time_s: float | None = None        # safety stop for one call (marks the run); None: none
     precision: str = "fp32"                # "fp32" | "bf16" | "auto" (bf16 on CUDA, fp32 on CPU)
     compile: bool = False                  # torch.compile the forward + loss (opt-in)
     channels_last: bool = False            # NHWC memory format for the model and 4-D batch tensors
@@ -78,6 +82,7 @@ class TrainConfig:
         self.betas = tuple(float(b) for b in self.betas)
         checks = [
             ("steps", isinstance(self.steps, int) and self.steps >= 0, "an int >= 0"),
+            ("batch_size", isinstance(self.batch_size, int) and self.batch_size >= 1, "an int >= 1"),
             ("lr", self.lr > 0, "> 0"),
             ("weight_decay", self.weight_decay >= 0, ">= 0"),
             ("betas", len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
@@ -93,7 +98,7 @@ class TrainConfig:
             ("ema_start", isinstance(self.ema_start, int) and self.ema_start >= 0, "an int >= 0"),
             ("ckpt_every", isinstance(self.ckpt_every, int) and self.ckpt_every >= 0,
              "an int >= 0"),
-            ("log_every", isinstance(self.log_every, int) and self.log_every >= 1, "an int >= 1"),
+            ("log_every", isinstance(self.log_every, int) and self.log_every >= 0, "an int >= 0"),
             ("seed", isinstance(self.seed, int) and self.seed >= 0, "an int >= 0"),
             ("max_time_s", self.max_time_s is None or self.max_time_s > 0, "None or > 0"),
             ("precision", self.precision in PRECISIONS, f"one of {PRECISIONS}"),
@@ -111,7 +116,7 @@ class TrainResult:
     steps_done: int                # optimiser steps completed (including resumed ones)
     wall_s: float                  # wall-clock seconds of this call
     resumed_from: int | None       # step of the checkpoint this call resumed from
-    stopped_early: bool            # True when max_time_s ended the run before cfg.steps
+    stopped_by_budget: bool        # True when max_time_s ended this call before cfg.steps
     ema: EMA | None = None       # the EMA (``ema.model`` for evaluation), if enabled
     total_time_s: float = 0.0      # training seconds summed over every resumed call
 
@@ -121,7 +126,7 @@ class TrainResult:
             where = f" {ckpt_path}" if ckpt_path is not None else ""
             return f"reused the finished checkpoint{where} ({self.steps_done} steps, trained in {self.total_time_s:.0f} s)"
         return (f"trained {self.steps_done} steps in {self.total_time_s:.0f} s"
-                + (" (stopped by the time budget)" if self.stopped_early else ""))
+                + (" (STOPPED BY THE TIME BUDGET before its last step)" if self.stopped_by_budget else ""))
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -162,50 +167,6 @@ def move_to(batch: Any, device: torch.device) -> Any:
     if isinstance(batch, (list, tuple)):
         return type(batch)(move_to(v, device) for v in batch)
     return batch
-
-
-class EMA:
-    """Exponential moving average of a model's parameters; buffers are copied.
-
-    shadow <- decay * shadow + (1 - decay) * param, once per optimiser step; before
-    ``start`` optimiser steps the shadow equals the weights. ``ema.model`` is an eval-mode copy.
-    """
-
-    def __init__(self, model: torch.nn.Module, *, decay: float = 0.999, start: int = 0):
-        if not 0 <= decay < 1:
-            raise DDMIError(f"EMA decay={decay!r} must be in [0, 1)")
-        self.decay, self.start, self.num_updates = float(decay), int(start), 0
-        self.model = copy.deepcopy(unwrap_model(model)).eval()
-        for p in self.model.parameters():
-            p.requires_grad_(False)
-            p.grad = None
-
-    @torch.no_grad()
-    def update(self, model: torch.nn.Module, *, step: int | None = None) -> None:
-        """Fold the current weights of ``model`` in; ``step`` = optimiser steps done so far."""
-        self.num_updates += 1
-        step = self.num_updates if step is None else step
-        w = 1.0 if step <= self.start else 1.0 - self.decay
-        source = unwrap_model(model)
-        for s, p in zip(self.model.parameters(), source.parameters()):
-            s.lerp_(p.detach().to(s.dtype), w)  # s + w (p - s) = decay * s + (1 - decay) * p
-        for s, b in zip(self.model.buffers(), source.buffers()):
-            s.copy_(b)
-
-    def state_dict(self) -> dict:
-        return {"shadow": self.model.state_dict(), "decay": self.decay, "start": self.start,
-                "num_updates": self.num_updates}
-
-    def load_state_dict(self, state: dict) -> None:
-        own = self.model.state_dict()
-        shadow = state["shadow"]
-        bad = sorted(set(own) ^ set(shadow)) + sorted(
-            k for k in set(own) & set(shadow) if own[k].shape != shadow[k].shape)
-        if bad:
-            raise DDMIError(f"EMA state does not match the model: {bad[:10]}")
-        self.model.load_state_dict(shadow)
-        self.decay, self.start = float(state["decay"]), int(state["start"])
-        self.num_updates = int(state["num_updates"])
 
 
 def _no_sync(model: torch.nn.Module, last_micro: bool):
@@ -295,8 +256,6 @@ def train(model: torch.nn.Module, loss_fn: Callable, batch_fn: Callable, cfg: Tr
     """
     if not isinstance(cfg, TrainConfig):
         raise DDMIError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
-    from ddmi_lite import distributed as D
-
     dev = resolve_device(device)
     model = unwrap_model(model)
     model.to(dev)
@@ -347,11 +306,12 @@ def train(model: torch.nn.Module, loss_fn: Callable, batch_fn: Callable, cfg: Tr
         if ckpt_path is not None:
             D.barrier()  # no rank reads a checkpoint that rank 0 is still writing
 
+    log_every = cfg.log_every or max(cfg.steps // 100, 1)
     bar = tqdm(total=cfg.steps, initial=start, desc=desc, disable=not (progress and main),
                dynamic_ncols=True)
     t0 = time.perf_counter()
     last_loss: float | None = None
-    done, stopped_early = start, False
+    done, stopped_by_budget = start, False
     model.train()
     try:
         for step in range(start, cfg.steps):
@@ -400,7 +360,7 @@ def train(model: torch.nn.Module, loss_fn: Callable, batch_fn: Callable, cfg: Tr
                 and done < cfg.steps
             if world > 1 and cfg.max_time_s is not None:  # all ranks stop at the same step
                 out_of_time = D.any_rank(out_of_time, dev)
-            if done % cfg.log_every == 0 or done == cfg.steps or out_of_time:
+            if done % log_every == 0 or done == cfg.steps or out_of_time:
                 history.append(record)
                 bar.set_postfix({k: f"{v:.4g}" for k, v in record.items()
                                  if k not in ("step", "time_s")}, refresh=False)
@@ -410,7 +370,7 @@ def train(model: torch.nn.Module, loss_fn: Callable, batch_fn: Callable, cfg: Tr
             if callback is not None:
                 callback(record)
             if out_of_time:
-                stopped_early = True
+                stopped_by_budget = True
                 if main:
                     bar.write(f"[{desc}] stopped early at step {done}/{cfg.steps}: "
                               f"max_time_s={cfg.max_time_s:g} s spent")
@@ -419,30 +379,46 @@ def train(model: torch.nn.Module, loss_fn: Callable, batch_fn: Callable, cfg: Tr
         bar.close()
     wall = time.perf_counter() - t0
     save(done, total_before + wall)
-    return TrainResult(history, done, wall, resumed_from, stopped_early, ema, total_before + wall)
+    return TrainResult(history, done, wall, resumed_from, stopped_by_budget, ema, total_before + wall)
 
 
-def spent_budget(ckpt_path, max_time_s: float | None) -> tuple[float | None, int | None]:
-    """Training time left of a budget that counts over every call, and the checkpoint's step.
+def model_settings(cfg) -> dict:
+    """A stage config as a dict without its ``train`` field: what defines the model and its data.
 
-    Notebooks call ``train`` again on every run; a run that a previous call already stopped at its
-    ``max_time_s`` is finished, not to be extended by another full budget. Returns ``(None, None)``
-    without a checkpoint or a budget, else ``(seconds left, stored step)``.
+    :func:`load_or_train` stores it as ``run_config`` (the training config is stored on its own),
+    so a checkpoint of another model is never resumed.
     """
-    import json
+    return {k: v for k, v in dataclasses.asdict(cfg).items() if k != "train"}
 
-    from ddmi_lite.checkpoint import checkpoint_exists, checkpoint_files
 
-    if max_time_s is None or ckpt_path is None or not checkpoint_exists(ckpt_path):
-        return None, None
-    sidecar = checkpoint_files(ckpt_path)[1]
-    try:
-        record = json.loads(sidecar.read_text(encoding="utf-8"))
-        meta = record.get("meta", record)
-        extra = meta.get("extra") or {}
-        spent = float(extra.get("total_time_s", 0.0)) if isinstance(extra, dict) else 0.0
-        return max_time_s - spent, int(meta.get("step", 0))
-    except (OSError, UnicodeDecodeError, ValueError, TypeError, AttributeError) as err:
-        raise DDMIError(f"checkpoint {sidecar} is unreadable ({err}); expected the JSON sidecar written by "
-                        f"save_checkpoint: delete it to start afresh") from err
+def load_or_train(model: torch.nn.Module, loss_fn: Callable, batch_fn: Callable, cfg: TrainConfig, *,
+                  ckpt_path, run_config: dict | None = None, device: str | torch.device = "cpu",
+                  params: Iterable | None = None, progress: bool = True, desc: str = "train",
+                  callback: Callable[[dict], None] | None = None) -> TrainResult:
+    """The one resume policy of every stage: train ``model`` to ``cfg.steps``, reusing ``ckpt_path``.
 
+    * no checkpoint: train from step 0;
+    * a checkpoint written for another model or data (its stored training config or
+      ``run_config`` differ outside :data:`RESUME_IGNORED_KEYS`): train afresh, and say so;
+    * otherwise: resume it up to ``cfg.steps``; a finished one is reused as is
+      (``result.resumed_from == result.steps_done``).
+
+    Steps decide the run, so the same seed gives the same weights on any machine.
+    ``cfg.max_time_s`` is only a safety stop for this call: a run it ends is marked
+    (``result.stopped_by_budget``) and the next call resumes it to ``cfg.steps``.
+    """
+    if cfg.ckpt_every == 0:  # a checkpoint every quarter, so an interrupted run loses little
+        cfg = dataclasses.replace(cfg, ckpt_every=max(cfg.steps // 4, 1))
+    resume = True
+    if ckpt_path is not None and checkpoint_exists(ckpt_path):
+        stored = load_checkpoint(ckpt_path)[1].get("config", {})
+        diffs = config_differences(stored, {"train": dataclasses.asdict(cfg), "run": run_config or {}},
+                                   ignore=RESUME_IGNORED_KEYS)
+        if diffs:
+            if is_main_process():
+                more = f"; and {len(diffs) - 3} more" if len(diffs) > 3 else ""
+                print(f"[{desc}] {ckpt_path} was trained with other settings ({'; '.join(diffs[:3])}{more}): "
+                      f"training afresh")
+            resume = False
+    return train(model, loss_fn, batch_fn, cfg, device=device, ckpt_path=ckpt_path, resume=resume, params=params,
+                 progress=progress, desc=desc, callback=callback, run_config=run_config)

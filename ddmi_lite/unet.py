@@ -14,7 +14,6 @@ which is what classifier-free guidance needs (Ho & Salimans 2022).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
@@ -23,16 +22,8 @@ import torch.nn.functional as F
 from einops import rearrange
 
 from ddmi_lite.errors import DDMIError
-
-
-def timestep_embedding(t: torch.Tensor, dim: int, *, max_period: float = 10_000.0) -> torch.Tensor:
-    """Sinusoidal embedding (Vaswani et al. 2017 §3.5): [cos(t·ω_k), sin(t·ω_k)], ω_k = P^(−k/half)."""
-    half = dim // 2
-    k = torch.arange(half, device=t.device, dtype=torch.float32)
-    freqs = torch.exp(-math.log(max_period) * k / half)  # [half]
-    args = t.float()[:, None] * freqs[None, :]  # [B, half]
-    emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)  # [B, 2·half]
-    return F.pad(emb, (0, dim % 2))  # [B, dim]
+from ddmi_lite.nets.blocks import Upsample
+from ddmi_lite.readout import sinusoidal_embedding
 
 
 def zero_init(module: nn.Module) -> nn.Module:
@@ -42,8 +33,9 @@ def zero_init(module: nn.Module) -> nn.Module:
     return module
 
 
-class ResBlock(nn.Module):
-    """h = conv(SiLU(GN(x))) + W·SiLU(emb);  out = skip(x) + zero-conv(Dropout(SiLU(GN(h))))."""
+class TimeResBlock(nn.Module):
+    """ADM residual block conditioned on the time (+ condition) embedding:
+    h = conv(SiLU(GN(x))) + W·SiLU(emb);  out = skip(x) + zero-conv(Dropout(SiLU(GN(h))))."""
 
     def __init__(self, in_ch: int, out_ch: int, emb_dim: int, *, dropout: float = 0.0, groups: int = 8):
         super().__init__()
@@ -84,8 +76,9 @@ class AttentionBlock(nn.Module):
         return x + self.proj(out)
 
 
-class Downsample(nn.Module):
-    """Stride-2 3×3 conv: H, W → H/2, W/2."""
+class StridedDownsample(nn.Module):
+    """Stride-2 3×3 conv with symmetric padding 1: H, W → H/2, W/2 (ADM; the VAE's
+    :class:`~ddmi_lite.nets.blocks.Downsample` pads asymmetrically instead)."""
 
     def __init__(self, channels: int):
         super().__init__()
@@ -95,24 +88,13 @@ class Downsample(nn.Module):
         return self.conv(x)
 
 
-class Upsample(nn.Module):
-    """Nearest ×2 then 3×3 conv: H, W → 2H, 2W."""
-
-    def __init__(self, channels: int):
-        super().__init__()
-        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
-
-
 class ResAttn(nn.Module):
-    """One UNet unit: a ResBlock, then self-attention when the level has it."""
+    """One UNet unit: a :class:`TimeResBlock`, then self-attention when the level has it."""
 
     def __init__(self, in_ch: int, out_ch: int, emb_dim: int, *, attention: bool, num_heads: int,
                  dropout: float, groups: int):
         super().__init__()
-        self.res = ResBlock(in_ch, out_ch, emb_dim, dropout=dropout, groups=groups)
+        self.res = TimeResBlock(in_ch, out_ch, emb_dim, dropout=dropout, groups=groups)
         self.attn = AttentionBlock(out_ch, num_heads=num_heads, groups=groups) if attention else None
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor, attend: bool = True) -> torch.Tensor:
@@ -137,7 +119,7 @@ class UNet(nn.Module):
         *,
         model_channels: int = 64,  # width of the first level
         channel_mult: Sequence[int] = (1, 2),  # width multiplier per level; one downsample between levels
-        num_res_blocks: int = 2,  # ResBlocks per level on the way down (one more on the way up)
+        num_res_blocks: int = 2,  # residual blocks per level on the way down (one more on the way up)
         attention_resolutions: Sequence[int] = (8,),  # feature-map sizes that get self-attention
         num_heads: int = 4,
         cond_dim: int | None = None,  # size of the conditioning vector; None = unconditional
@@ -195,14 +177,14 @@ class UNet(nn.Module):
                 ch = width
                 skip_widths.append(ch)
             if level < self.num_levels - 1:
-                self.down.append(Downsample(ch))
+                self.down.append(StridedDownsample(ch))
                 self.down_levels.append(level)
                 skip_widths.append(ch)
 
         # middle: Res, Attn, Res at the lowest resolution
-        self.mid_res1 = ResBlock(ch, ch, emb_dim, dropout=dropout, groups=groups)
+        self.mid_res1 = TimeResBlock(ch, ch, emb_dim, dropout=dropout, groups=groups)
         self.mid_attn = AttentionBlock(ch, num_heads=num_heads, groups=groups)
-        self.mid_res2 = ResBlock(ch, ch, emb_dim, dropout=dropout, groups=groups)
+        self.mid_res2 = TimeResBlock(ch, ch, emb_dim, dropout=dropout, groups=groups)
 
         # up path: num_res_blocks + 1 units per level, each eating one skip tensor
         self.up = nn.ModuleList()
@@ -231,7 +213,7 @@ class UNet(nn.Module):
             t = t.expand(batch)
         if t.shape != (batch,):
             raise DDMIError(f"t has shape {tuple(t.shape)}; expected a scalar or [{batch}] timesteps")
-        emb = self.time_embed(timestep_embedding(t, self.model_channels))  # [B, 4·mc]
+        emb = self.time_embed(sinusoidal_embedding(t, self.model_channels, formula="adm"))  # [B, 4·mc]
         if self.cond_dim is None:
             if cond is not None or drop_cond is not None:
                 raise DDMIError("cond was given but this UNet was built with cond_dim=None")
@@ -262,7 +244,7 @@ class UNet(nn.Module):
         h = self.conv_in(x)  # [B, mc, H, W]
         skips = [h]
         for block in self.down:
-            h = block(h) if isinstance(block, Downsample) else block(h, emb, self._attend(h))
+            h = block(h) if isinstance(block, StridedDownsample) else block(h, emb, self._attend(h))
             skips.append(h)
         h = self.mid_res2(self.mid_attn(self.mid_res1(h, emb)), emb)
         for block in self.up:
@@ -271,3 +253,6 @@ class UNet(nn.Module):
             else:
                 h = block(torch.cat([h, skips.pop()], dim=1), emb, self._attend(h))  # skip concat on channels
         return self.out(h)  # [B, C, H, W]
+
+
+__all__ = ["AttentionBlock", "ResAttn", "StridedDownsample", "TimeResBlock", "UNet", "zero_init"]

@@ -25,8 +25,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ddmi_lite import fields as F_fields
+from ddmi_lite.checks import check_tensor, module_call
+from ddmi_lite.device import module_device
 from ddmi_lite.errors import DDMIError
-from ddmi_lite.validation import check_tensor, module_call
 
 
 class DiagonalGaussian:
@@ -165,4 +166,15 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-__all__ = ["D2CVAE", "DiagonalGaussian", "VAEOutput", "kl_weight", "count_parameters", "RECON_LOSSES"]
+@torch.no_grad()
+def encode_means(vae: D2CVAE, inputs: torch.Tensor, *, batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """Posterior means and standard deviations of encoder inputs (e.g. point clouds [n, S, 3]) → two [n, *z] (CPU)."""
+    device, means, stds = module_device(vae), [], []
+    for start in range(0, len(inputs), batch_size):
+        post = vae.encode(inputs[start:start + batch_size].to(device))
+        means.append(post.mean.float().cpu())
+        stds.append(post.std.float().cpu())
+    return torch.cat(means), torch.cat(stds)
+
+
+__all__ = ["D2CVAE", "DiagonalGaussian", "VAEOutput", "kl_weight", "count_parameters", "encode_means", "RECON_LOSSES"]

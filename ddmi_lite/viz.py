@@ -1,4 +1,5 @@
-"""Figures and interactive panels for the notebooks: matplotlib grids and ipywidgets views (DDMI §4.4).
+"""Figures and interactive panels for the notebooks: matplotlib grids and ipywidgets views (DDMI §4.4),
+and the benchmark's figure (:func:`plot_bench`).
 
 Every interactive view has a static counterpart that writes a PNG, so an executed notebook, the
 report and the README show the same result without a live kernel:
@@ -19,20 +20,25 @@ model trained without it would do.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.ticker import NullFormatter, ScalarFormatter
 
+from ddmi_lite.device import module_device
+from ddmi_lite.domains.image import render, to_unit_range
 from ddmi_lite.errors import DDMIError
+from ddmi_lite.ldm import sample_latents
+from ddmi_lite.weightgen import WeightGenVAE
 
 
 # ----------------------------------------------------------------------------------------------- rendering
 def n_scales(model) -> int:
     """Number of basis-field scales a model reads (0 for the weight-generation baseline)."""
-    from ddmi_lite.baselines import WeightGenVAE
-
     if isinstance(model, WeightGenVAE):
         return 0
     return len(model.readout.pe_dims)
@@ -42,9 +48,7 @@ def n_scales(model) -> int:
 def render_image(model, z: torch.Tensor, *, resolution: int = 32, scale_mask: Sequence[float] | None = None,
                  train_resolution: int = 32) -> np.ndarray:
     """One latent ``[C,h,w]`` → an ``[H,W,3]`` array in [0,1], with scales switched off by ``scale_mask``."""
-    from ddmi_lite.domains.image import render, to_unit_range
-
-    device = next(model.parameters()).device
+    device = module_device(model)
     fields = model.decode(z[None].to(device))
     if scale_mask is not None and len(scale_mask) != len(fields):
         raise DDMIError(f"scale_mask has {len(scale_mask)} entries; this model has {len(fields)} scales")
@@ -65,8 +69,6 @@ def scale_masks(k: int) -> dict[str, tuple[float, ...] | None]:
 def trajectory_frames(model, ldm, *, sampler: str = "ddim", steps: int = 20, seed: int = 0,
                       resolution: int = 32) -> list[np.ndarray]:
     """x̂₀ predicted at every step of one sampling run, decoded and rendered: ``steps`` arrays ``[H,W,3]``."""
-    from ddmi_lite.latent_diffusion import sample_latents
-
     x0s: list[torch.Tensor] = []
     sample_latents(ldm, 1, sampler=sampler, steps=steps, generator=torch.Generator().manual_seed(seed),
                    callback=lambda info: x0s.append(info["x0"][0].float().cpu()))
@@ -74,13 +76,11 @@ def trajectory_frames(model, ldm, *, sampler: str = "ddim", steps: int = 20, see
 
 
 # ----------------------------------------------------------------------------------------------- static figures
-def _save(fig, path) -> Path:
-    import matplotlib.pyplot as plt
-
+def _save(fig, path, *, dpi: int = 110) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path
 
@@ -88,8 +88,6 @@ def _save(fig, path) -> Path:
 def nfe_curve(ax, rows: Sequence[Mapping], match: Mapping, *, metric: str = "fd", ylabel: str = "", title: str = ""):
     """Sampler quality against network evaluations: one line per sampler (``rows`` of ``sampler``,
     ``nfe`` and ``metric``), DDIM-50's value (``match["reference"]``) dotted, NFE ticks on a log axis."""
-    from matplotlib.ticker import NullFormatter, ScalarFormatter
-
     for name in dict.fromkeys(r["sampler"] for r in rows):
         rr = sorted((r for r in rows if r["sampler"] == name), key=lambda r: r["nfe"])
         ax.plot([r["nfe"] for r in rr], [r[metric] for r in rr], "o-", label=name)
@@ -104,8 +102,6 @@ def nfe_curve(ax, rows: Sequence[Mapping], match: Mapping, *, metric: str = "fd"
 
 def ablation_bars(table: Sequence[Mapping], path) -> Path:
     """Bar charts of the ablation table: reconstruction (mean ± std over seeds), generation, training time."""
-    import matplotlib.pyplot as plt
-
     panels = []
     for dom, rec, gens in (("image", "PSNR (dB) ↑", (("fd", "FD ↓"),)),
                            ("shape", "IoU ↑", (("mmd", "MMD-CD ↓"), ("cov", "COV ↑")))):
@@ -144,8 +140,6 @@ def scale_mask_grid(models: Mapping[str, object], latents: Mapping[str, torch.Te
 
     ``target`` (``[3,H,W]`` in [0,1], the encoded image) is shown in an extra first column.
     """
-    import matplotlib.pyplot as plt
-
     rows = [r for r in models if n_scales(models[r]) > 0]
     if not rows:
         raise DDMIError("no model with basis-field scales to mask")
@@ -174,8 +168,6 @@ def scale_mask_grid(models: Mapping[str, object], latents: Mapping[str, torch.Te
 def resolution_grid(models: Mapping[str, object], latents: Mapping[str, torch.Tensor], path, *,
                     resolutions: Sequence[int] = (16, 32, 64, 128)) -> Path:
     """One row per variant, one column per render resolution: the resolution slider, frozen."""
-    import matplotlib.pyplot as plt
-
     rows = list(models)
     fig, axes = plt.subplots(len(rows), len(resolutions), figsize=(1.9 * len(resolutions), 2.0 * len(rows)),
                              squeeze=False)
@@ -189,8 +181,6 @@ def resolution_grid(models: Mapping[str, object], latents: Mapping[str, torch.Te
 
 def trajectory_grid(frames: Mapping[str, Sequence[np.ndarray]], path, *, n_cols: int = 6) -> Path:
     """One row per variant: x̂₀ at evenly spaced sampler steps (the denoising slider, frozen)."""
-    import matplotlib.pyplot as plt
-
     rows = list(frames)
     n_cols = max(1, min(n_cols, max(len(v) for v in frames.values())))
     fig, axes = plt.subplots(len(rows), n_cols, figsize=(1.9 * n_cols, 2.0 * len(rows)), squeeze=False)
@@ -207,8 +197,6 @@ def trajectory_grid(frames: Mapping[str, Sequence[np.ndarray]], path, *, n_cols:
 
 def image_grid(images: torch.Tensor, path, *, ncols: int = 8, title: str = "") -> Path:
     """Images ``[N,3,H,W]`` in [0,1] in a grid."""
-    import matplotlib.pyplot as plt
-
     n = len(images)
     nrows = (n + ncols - 1) // ncols
     fig, axes = plt.subplots(nrows, ncols, figsize=(1.2 * ncols, 1.25 * nrows), squeeze=False)
@@ -221,6 +209,29 @@ def image_grid(images: torch.Tensor, path, *, ncols: int = 8, title: str = "") -
     return _save(fig, path)
 
 
+def plot_bench(result: Mapping, path: str | os.PathLike) -> Path:
+    """The figure of :func:`ddmi_lite.bench.run_bench`. Left: achieved / peak FLOP/s per stage;
+    right: before vs after of each optimisation."""
+    stages = result["stages"]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.2), gridspec_kw={"width_ratios": [2, 1]})
+    names = list(stages)
+    a.barh(names, [stages[n]["ratio"] for n in names], color="tab:blue")
+    a.axvline(1.0, color="k", lw=0.8)
+    a.set_xlabel("achieved FLOP/s ÷ matmul peak of the same dtype, same run")
+    for i, n in enumerate(names):
+        mem = f", {stages[n]['peak_mb']:.0f} MB" if "peak_mb" in stages[n] else ""
+        a.text(stages[n]["ratio"], i, f" {1e3 * stages[n]['step_s']:.0f} ms{mem}", va="center", fontsize=8)
+    a.set_title(f"{result['device']}, {result['threads']} threads", fontsize=10)
+    comps = result["comparisons"]
+    x = range(len(comps))
+    b.bar([i - 0.2 for i in x], [1e3 * c["before_s"] for c in comps.values()], 0.4, label="before")
+    b.bar([i + 0.2 for i in x], [1e3 * c["after_s"] for c in comps.values()], 0.4, label="after")
+    b.set_xticks(list(x), [k.replace("_", "\n", 1) for k in comps], fontsize=8)
+    b.set_ylabel("ms per step (median)")
+    b.legend(fontsize=8)
+    return _save(fig, path, dpi=120)
+
+
 # ----------------------------------------------------------------------------------------------- widgets
 def ablation_panel(models: Mapping[str, object], latents: Mapping[str, torch.Tensor],
                    frames: Mapping[str, Sequence[np.ndarray]] | None = None, *, max_resolution: int = 128):
@@ -230,8 +241,7 @@ def ablation_panel(models: Mapping[str, object], latents: Mapping[str, torch.Ten
     the render resolution, and the step of a precomputed denoising trajectory (``frames``).
     Returns the ``VBox``; display it in a notebook.
     """
-    import ipywidgets as W
-    import matplotlib.pyplot as plt
+    import ipywidgets as W  # the optional ``notebooks`` extra: only this panel needs it
 
     variant = W.Dropdown(options=list(models), value=list(models)[-1], description="variant")
     boxes = [W.Checkbox(value=True, description=name, indent=False) for name in ("coarse", "mid", "fine")]
@@ -274,6 +284,8 @@ __all__ = [
     "ablation_panel",
     "image_grid",
     "n_scales",
+    "nfe_curve",
+    "plot_bench",
     "render_image",
     "resolution_grid",
     "scale_mask_grid",

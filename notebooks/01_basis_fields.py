@@ -35,7 +35,7 @@ import torch
 
 from ddmi_lite import fields as F
 from ddmi_lite.data import load_emoji
-from ddmi_lite.reproduce import start_notebook, write_metrics
+from ddmi_lite.notebook import start_notebook, write_metrics
 
 # %% tags=["parameters"]
 PROFILE = "cpu"
@@ -172,8 +172,7 @@ fig.tight_layout(); fig.savefig(out / "triplane.png", dpi=120); plt.show()
 # alone; notebook 03 shows the fields after training.
 
 # %%
-from ddmi_lite.configs import image_vae_config
-from ddmi_lite.domains.image import build_image_vae, to_model_range
+from ddmi_lite.domains.image import build_image_vae, image_vae_config, to_model_range
 
 cfg = image_vae_config(PROFILE)
 vae = build_image_vae(cfg).eval()
@@ -195,7 +194,7 @@ metrics = {
     "err_mixed_align_corners": shift_err,
     "wall_s": time.time() - t_start,
 }
-write_metrics(out, metrics, profile=PROFILE, device=str(device))
+write_metrics(out, metrics, trained=[], profile=PROFILE, device=str(device))
 metrics
 
 # %% [markdown]

@@ -34,11 +34,11 @@ import matplotlib.pyplot as plt
 import torch
 
 from ddmi_lite import seed_everything
-from ddmi_lite.configs import image_vae_config
 from ddmi_lite.data import load_emoji
-from ddmi_lite.domains.image import build_image_vae, build_pyramid, psnr, reconstruct, train_image_vae
+from ddmi_lite.domains.image import build_image_vae, build_pyramid, image_vae_config, reconstruct, train_image_vae
+from ddmi_lite.metrics import psnr
 from ddmi_lite.readout import MODES, CFCReadout, readout_block_inputs
-from ddmi_lite.reproduce import start_notebook, write_metrics
+from ddmi_lite.notebook import start_notebook, write_metrics
 from ddmi_lite.vae import count_parameters
 
 # %% tags=["parameters"]
@@ -94,9 +94,9 @@ train32, train48, train64 = (load_emoji(r, "train")[:N_IMAGES] for r in (32, 48,
 test32 = load_emoji(32, "test")[:256]
 pyramid = build_pyramid(train32, train48, train64)
 probe = train32[:64]
-curves, final, params, times = {}, {}, {}, {}
+curves, final, params, times, results = {}, {}, {}, {}, {}
 for mode in MODES:
-    cfg = image_vae_config(PROFILE, mode=mode, steps=STEPS, max_time_s=None)
+    cfg = image_vae_config(PROFILE, mode=mode, train=dict(steps=STEPS, max_time_s=None))
     seed_everything(SEED)
     vae = build_image_vae(cfg).to(device)
     params[mode] = count_parameters(vae)
@@ -109,7 +109,7 @@ for mode in MODES:
             vae.train()
 
     t0 = time.time()
-    train_image_vae(vae, cfg, pyramid, device=device, seed=SEED, progress=True, callback=track)
+    results[mode] = train_image_vae(vae, cfg, pyramid, device=device, seed=SEED, progress=True, callback=track)
     times[mode] = time.time() - t0
     curves[mode] = curve
     final[mode] = psnr(reconstruct(vae.eval(), test32), test32).mean().item()
@@ -136,7 +136,7 @@ metrics = {"block1_change_cfc": block1_change, "wall_s": time.time() - t_start}
 for mode in MODES:
     metrics[f"psnr_heldout_{mode}"] = final[mode]
     metrics[f"psnr_train_{mode}"] = curves[mode][-1][1]
-write_metrics(out, metrics, profile=PROFILE, device=str(device))
+write_metrics(out, metrics, trained=list(results.values()), profile=PROFILE, device=str(device))
 metrics
 
 # %% [markdown]

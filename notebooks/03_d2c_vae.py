@@ -35,11 +35,11 @@ import matplotlib.pyplot as plt
 import torch
 
 from ddmi_lite import fields as F
-from ddmi_lite.configs import image_vae_config
 from ddmi_lite.data import load_emoji
-from ddmi_lite.domains.image import (load_or_train_image_vae, psnr, reconstruct, render, to_model_range,
+from ddmi_lite.domains.image import (image_vae_config, load_or_train_image_vae, reconstruct, render, to_model_range,
                                      to_unit_range)
-from ddmi_lite.reproduce import start_notebook, write_metrics
+from ddmi_lite.metrics import psnr
+from ddmi_lite.notebook import start_notebook, write_metrics
 from ddmi_lite.vae import count_parameters
 
 # %% tags=["parameters"]
@@ -174,7 +174,7 @@ metrics = {
     "params": count_parameters(vae),
     "wall_s": time.time() - t_start,
 }
-write_metrics(out, metrics, profile=PROFILE, device=str(device))
+write_metrics(out, metrics, trained=[result], profile=PROFILE, device=str(device))
 metrics
 
 # %% [markdown]

@@ -33,13 +33,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from ddmi_lite.configs import image_vae_config, ldm_config
 from ddmi_lite.data import load_emoji
-from ddmi_lite.diffusion import Schedule
-from ddmi_lite.domains.image import load_or_train_image_vae
-from ddmi_lite.latent_diffusion import (decode_to_images, encode_posterior, history_curve, load_or_train_ldm,
-                                        loss_per_timestep, resolve_latent_scale, sample_latents)
-from ddmi_lite.reproduce import start_notebook, write_metrics
+from ddmi_lite.domains.image import image_ldm_config, image_vae_config, load_or_train_image_vae
+from ddmi_lite.latent_diffusion import decode_to_images, encode_posterior, history_curve, loss_per_timestep
+from ddmi_lite.ldm import load_or_train_ldm, resolve_latent_scale, sample_latents
+from ddmi_lite.notebook import start_notebook, write_metrics
+from ddmi_lite.schedule import Schedule
 from ddmi_lite.vae import count_parameters
 
 # %% tags=["parameters"]
@@ -51,7 +50,7 @@ OUT_DIR = ""
 # %%
 t_start = time.time()
 device, gen, out, ckpt_dir = start_notebook("04_latent_diffusion", PROFILE, DEVICE, SEED, OUT_DIR)
-cfg = ldm_config(PROFILE)
+cfg = image_ldm_config(PROFILE)
 print(cfg)
 
 # %% [markdown]
@@ -209,7 +208,7 @@ metrics = {
     "params": count_parameters(ldm.net),
     "wall_s": time.time() - t_start,
 }
-write_metrics(out, metrics, profile=PROFILE, device=str(device))
+write_metrics(out, metrics, trained=[vae_result, result], profile=PROFILE, device=str(device))
 metrics
 
 # %% [markdown]

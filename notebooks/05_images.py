@@ -33,13 +33,14 @@ import numpy as np
 import torch
 from matplotlib.ticker import FuncFormatter, LogLocator
 
-from ddmi_lite.configs import image_vae_config, ldm_config
 from ddmi_lite.data import load_emoji
-from ddmi_lite.domains.image import load_or_train_image_vae, reconstruct
-from ddmi_lite.latent_diffusion import (decode_to_images, encode_posterior, fd_report, load_or_train_ldm,
-                                        nearest_neighbours, sample_latents, sweep_samplers)
-from ddmi_lite.metrics import frechet_distance, image_features, train_feature_net
-from ddmi_lite.reproduce import start_notebook, write_metrics
+from ddmi_lite.domains.image import image_ldm_config, image_vae_config, load_or_train_image_vae, reconstruct
+from ddmi_lite.features import image_features, train_feature_net
+from ddmi_lite.latent_diffusion import (decode_to_images, encode_posterior, fd_report, nearest_neighbours,
+                                        sweep_samplers)
+from ddmi_lite.ldm import load_or_train_ldm, sample_latents
+from ddmi_lite.metrics import frechet_distance
+from ddmi_lite.notebook import start_notebook, write_metrics
 
 # %% tags=["parameters"]
 PROFILE = "cpu"
@@ -50,7 +51,7 @@ OUT_DIR = ""
 # %%
 t_start = time.time()
 device, gen, out, ckpt_dir = start_notebook("05_images", PROFILE, DEVICE, SEED, OUT_DIR)
-cfg = ldm_config(PROFILE)
+cfg = image_ldm_config(PROFILE)
 
 # %% [markdown]
 # ## 1. The two trained stages
@@ -245,7 +246,7 @@ metrics = {
     **{f"sec_per_image_{r['sampler']}_{r['steps']}": r["sec_per_image"] for r in rows},
     "wall_s": time.time() - t_start,
 }
-write_metrics(out, metrics, profile=PROFILE, device=str(device))
+write_metrics(out, metrics, trained=[vae_result, ldm_result], profile=PROFILE, device=str(device))
 metrics
 
 # %% [markdown]

@@ -41,17 +41,19 @@ import numpy as np
 import torch
 
 from ddmi_lite import fields as F
-from ddmi_lite.configs import shape_eval_config, shape_ldm_config, shape_vae_config
-from ddmi_lite.domains import shape_geometry as geo
-from ddmi_lite.domains.shape import (PLANE_ORDER, dense_occupancy, encode_means, encode_posterior_images,
+from ddmi_lite import geometry as geo
+from ddmi_lite.vae import encode_means
+from ddmi_lite.domains.shape import (PLANE_ORDER, dense_occupancy, encode_posterior_images,
                                      encoder_input, image_to_triplane, load_or_train_shape_vae, load_shape_split,
-                                     meshes_from_logits, shape_data_root, spread_index, surface_clouds,
-                                     triplane_to_image, uniform_point_logits)
+                                     meshes_from_logits, shape_data_root, shape_eval_config, shape_ldm_config,
+                                     shape_vae_config, spread_index, surface_clouds, triplane_to_image,
+                                     uniform_point_logits)
 from ddmi_lite.domains.shape_attributes import procedural_shape
-from ddmi_lite.latent_diffusion import history_curve, load_or_train_ldm, sample_latents
+from ddmi_lite.latent_diffusion import history_curve
+from ddmi_lite.ldm import load_or_train_ldm, sample_latents
 from ddmi_lite.metrics3d import chamfer_distance, iou, mmd_cov_nna, normalize_to_unit_sphere
 from ddmi_lite.nets.pointnet import plane_cell_index, scatter_mean_planes
-from ddmi_lite.reproduce import start_notebook, write_metrics
+from ddmi_lite.notebook import start_notebook, write_metrics
 from ddmi_lite.vae import count_parameters
 
 # %% tags=["parameters"]
@@ -280,7 +282,7 @@ metrics = {
     "params_vae": count_parameters(vae),
     "wall_s": time.time() - t_start,
 }
-write_metrics(out, metrics, profile=PROFILE, device=str(device))
+write_metrics(out, metrics, trained=[result, ldm_result], profile=PROFILE, device=str(device))
 metrics
 
 # %% [markdown]

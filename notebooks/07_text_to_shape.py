@@ -43,16 +43,16 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from ddmi_lite.configs import shape_eval_config, shape_vae_config, text_to_shape_config
-from ddmi_lite.domains import shape_geometry as geo
-from ddmi_lite.domains.shape import (dense_occupancy, encode_means, encode_posterior_images, encoder_input,
+from ddmi_lite import geometry as geo
+from ddmi_lite.vae import encode_means
+from ddmi_lite.domains.shape import (dense_occupancy, encode_posterior_images, encoder_input,
                                      image_to_triplane, load_or_train_shape_vae, load_shape_split, meshes_from_logits,
-                                     shape_data_root, spread_index)
+                                     shape_data_root, shape_eval_config, shape_vae_config, spread_index)
 from ddmi_lite.domains.shape_attributes import (HEADS, attribute_accuracy, gt_occupancy_grids, label_matrix,
                                                 predict_attributes, train_attribute_classifier)
-from ddmi_lite.domains.text_to_shape import load_or_train_text_ldm
+from ddmi_lite.domains.text_to_shape import load_or_train_text_ldm, text_to_shape_config
 from ddmi_lite.latent_diffusion import history_curve
-from ddmi_lite.reproduce import start_notebook, write_metrics
+from ddmi_lite.notebook import start_notebook, write_metrics
 from ddmi_lite.text import tokenize
 from ddmi_lite.vae import count_parameters
 
@@ -208,7 +208,7 @@ metrics = {
     "train_s_text_ldm": result.total_time_s, "train_steps_text_ldm": result.steps_done,
     "wall_s": time.time() - t_start,
 }
-write_metrics(out, metrics, profile=PROFILE, device=str(device))
+write_metrics(out, metrics, trained=[vae_result, clf_result, result], profile=PROFILE, device=str(device))
 metrics
 
 # %% [markdown]

@@ -42,7 +42,6 @@ import matplotlib.pyplot as plt
 import torch
 
 from ddmi_lite import fields as F
-from ddmi_lite.configs import video_eval_config, video_ldm_config, video_vae_config
 from ddmi_lite.domains.video import (
     PLANE_ORDER,
     clip_psnr,
@@ -58,10 +57,15 @@ from ddmi_lite.domains.video import (
     save_png,
     to_model_range,
     unpack_planes,
+    video_eval_config,
+    video_ldm_config,
+    video_vae_config,
 )
-from ddmi_lite.latent_diffusion import history_curve, load_or_train_ldm, sample_latents
-from ddmi_lite.metrics import clip_features, frechet_distance, train_feature_net
-from ddmi_lite.reproduce import start_notebook, write_metrics
+from ddmi_lite.features import clip_features, train_feature_net
+from ddmi_lite.latent_diffusion import history_curve
+from ddmi_lite.ldm import load_or_train_ldm, sample_latents
+from ddmi_lite.metrics import frechet_distance
+from ddmi_lite.notebook import start_notebook, write_metrics
 from ddmi_lite.vae import count_parameters
 
 # %% tags=["parameters"]
@@ -225,7 +229,7 @@ save_gif(samples[:2 * ev.n_show], out / "samples.gif", fps=ev.gif_fps)
 # The reference scores videos with FVD, the Fréchet distance between I3D features of real and
 # generated clips. I3D weights are not available offline, so the features here come from a small
 # 3D-conv network trained on the training clips without labels (SimCLR instance discrimination,
-# :class:`~ddmi_lite.metrics.ClipFeatureNet`). The numbers below are **not FVD** and compare only
+# :class:`~ddmi_lite.features.ClipFeatureNet`). The numbers below are **not FVD** and compare only
 # with each other: the **floor** scores training clips against held-out ones (what a perfect model
 # of the training distribution gets), the **ceiling** uniform-noise clips, and the VAE's
 # reconstructions show how much the autoencoder alone costs.
@@ -264,7 +268,7 @@ metrics = {
     "params_vae": count_parameters(vae), "params_ldm": count_parameters(ldm.net),
     "wall_s": time.time() - t_start,
 }
-write_metrics(out, metrics, profile=PROFILE, device=str(device))
+write_metrics(out, metrics, trained=[result, ldm_result], profile=PROFILE, device=str(device))
 metrics
 
 # %% [markdown]

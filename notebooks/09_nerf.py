@@ -41,44 +41,38 @@ import numpy as np
 import torch
 from IPython.display import Image as GifImage
 
-from ddmi_lite.configs import nerf_eval_config, nerf_ldm_config, nerf_vae_config
-from ddmi_lite.domains import shape_geometry as geo
+from ddmi_lite import geometry as geo
 from ddmi_lite.domains.nerf import (
     encoder_input,
     load_or_train_nerf_vae,
     load_view_split,
     nerf_data_root,
+    nerf_eval_config,
+    nerf_ldm_config,
+    nerf_vae_config,
     render_rays,
 )
 from ddmi_lite.domains.nerf_render import (
     density_mesh,
     reconstruct_views,
     render_views,
-    save_gif,
     scale_intrinsics,
     turntable_poses,
 )
-from ddmi_lite.domains.rays import (
+from ddmi_lite.domains.shape import image_to_triplane, spread_index, triplane_to_image
+from ddmi_lite.vae import encode_means
+from ddmi_lite.features import image_features, train_feature_net
+from ddmi_lite.io import save_gif
+from ddmi_lite.latent_diffusion import history_curve
+from ddmi_lite.ldm import LatentPosterior, load_or_train_ldm, sample_latents
+from ddmi_lite.metrics import frechet_distance, psnr, ssim
+from ddmi_lite.rays import (
     camera_rays,
     poses_on_sphere,
     stratified_samples,
     volume_render,
 )
-from ddmi_lite.domains.shape import encode_means, image_to_triplane, spread_index, triplane_to_image
-from ddmi_lite.latent_diffusion import (
-    LatentPosterior,
-    history_curve,
-    load_or_train_ldm,
-    sample_latents,
-)
-from ddmi_lite.metrics import (
-    frechet_distance,
-    image_features,
-    psnr,
-    ssim,
-    train_feature_net,
-)
-from ddmi_lite.reproduce import start_notebook, write_metrics
+from ddmi_lite.notebook import start_notebook, write_metrics
 from ddmi_lite.vae import count_parameters
 
 # %% tags=["parameters"]
@@ -319,7 +313,7 @@ metrics = {
     "params_vae": count_parameters(vae),
     "wall_s": time.time() - t_start,
 }
-write_metrics(out, metrics, profile=PROFILE, device=str(device))
+write_metrics(out, metrics, trained=[result, ldm_result], profile=PROFILE, device=str(device))
 metrics
 
 # %% [markdown]

@@ -41,11 +41,11 @@ import matplotlib.pyplot as plt
 import torch
 from IPython.display import Image, Markdown, display
 
-from ddmi_lite.ablations import claim_verdicts, masked_psnr, run_ablation, table_markdown
-from ddmi_lite.configs import ablation_config
+from ddmi_lite.ablation_table import claim_verdicts, table_markdown
+from ddmi_lite.ablations import ablation_config, masked_psnr, run_ablation
 from ddmi_lite.domains.image import to_model_range
-from ddmi_lite.domains.shape_geometry import render_meshes_grid
-from ddmi_lite.reproduce import start_notebook, write_metrics
+from ddmi_lite.geometry import render_meshes_grid
+from ddmi_lite.notebook import start_notebook, write_metrics
 from ddmi_lite.viz import (
     ablation_bars,
     ablation_panel,
@@ -66,8 +66,9 @@ OUT_DIR = ""
 t_start = time.time()
 device, gen, out, ckpt_dir = start_notebook("10_ablations", PROFILE, DEVICE, SEED, OUT_DIR)
 cfg = ablation_config(PROFILE, seeds=tuple(SEED + s for s in range(len(ablation_config(PROFILE).seeds))))
-print(f"image rows: {cfg.image.steps} steps of {cfg.image.batch_size}; shape rows: {cfg.shape.steps} steps of "
-      f"{cfg.shape.batch_size}; seeds {cfg.seeds}; LDMs: {cfg.image_ldm.steps} / {cfg.shape_ldm.steps} steps")
+print(f"image rows: {cfg.image.train.steps} steps of {cfg.image.train.batch_size}; shape rows: "
+      f"{cfg.shape.train.steps} steps of {cfg.shape.train.batch_size}; seeds {cfg.seeds}; "
+      f"LDMs: {cfg.image_ldm.train.steps} / {cfg.shape_ldm.train.steps} steps")
 
 # %% [markdown]
 # ## 1. The table
@@ -82,8 +83,8 @@ print(f"image rows: {cfg.image.steps} steps of {cfg.image.batch_size}; shape row
 # $$\mathrm{FD} = \lVert\mu_r - \mu_g\rVert^2 + \operatorname{tr}\big(\Sigma_r + \Sigma_g - 2(\Sigma_r\Sigma_g)^{1/2}\big),$$
 #
 # and MMD / COV with the Chamfer distance for shapes. The sample counts are smaller than in
-# notebooks 05–06 (see `configs.ablation_config`), so these scores are noisier and only comparable
-# across rows of this table.
+# notebooks 05–06 (see the preset table beside `AblationConfig` in `ddmi_lite/ablations.py`), so
+# these scores are noisier and only comparable across rows of this table.
 
 # %%
 result = run_ablation(cfg, ckpt_dir=ckpt_dir, out_dir=out, device=device, progress=False)
@@ -170,7 +171,7 @@ mask_metrics = {f"psnr_{k}_{r}": v for r, d in mask_psnr.items() for k, v in d.i
 metrics = {**result.metrics, **mask_metrics, "n_seeds": len(cfg.seeds), "n_psnr": min(cfg.n_psnr, len(result.data.test32))
            if result.data.test32 is not None else 0, "n_fd": cfg.n_fd, "n_metric": cfg.n_metric,
            "wall_s": time.time() - t_start}
-write_metrics(out, metrics, profile=PROFILE, device=str(device))
+write_metrics(out, metrics, trained=result.trained, profile=PROFILE, device=str(device))
 plt.close("all")
 metrics
 

@@ -34,40 +34,25 @@ import time
 import matplotlib.pyplot as plt
 import torch
 
-from ddmi_lite.bench import (
-    bench_config,
-    latent_mmd,
-    nfe_to_match,
-    peak_memory_bytes,
-    plot_bench,
-    render_stage,
-    run_bench,
-    write_json_atomic,
-)
-from ddmi_lite.configs import (
-    image_vae_config,
-    ldm_config,
-    shape_ldm_config,
-    shape_vae_config,
-)
+from ddmi_lite.bench import bench_config, peak_memory_bytes, run_bench
+from ddmi_lite.bench_stages import render_stage
 from ddmi_lite.data import load_emoji
-from ddmi_lite.domains.image import load_or_train_image_vae
+from ddmi_lite.domains.image import image_ldm_config, image_vae_config, load_or_train_image_vae
 from ddmi_lite.domains.shape import (
     encode_posterior_images,
     load_or_train_shape_vae,
     load_shape_split,
     shape_data_root,
+    shape_ldm_config,
+    shape_vae_config,
 )
-from ddmi_lite.latent_diffusion import (
-    counts_nfe,
-    encode_posterior,
-    load_or_train_ldm,
-    sample_latents,
-    sweep_samplers,
-)
-from ddmi_lite.metrics import image_features, train_feature_net
-from ddmi_lite.reproduce import start_notebook, write_metrics
-from ddmi_lite.viz import nfe_curve
+from ddmi_lite.features import image_features, train_feature_net
+from ddmi_lite.io import write_json
+from ddmi_lite.latent_diffusion import counts_nfe, encode_posterior, nfe_to_match, sweep_samplers
+from ddmi_lite.ldm import load_or_train_ldm, sample_latents
+from ddmi_lite.metrics import latent_mmd
+from ddmi_lite.notebook import start_notebook, write_metrics
+from ddmi_lite.viz import nfe_curve, plot_bench
 
 # %% tags=["parameters"]
 PROFILE = "cpu"
@@ -96,7 +81,7 @@ print(f"threads={torch.get_num_threads()}")
 
 # %%
 bench = run_bench(PROFILE, device, cfg=bcfg)
-write_json_atomic(out / "bench.json", bench)
+write_json(out / "bench.json", bench)
 plot_bench(bench, out / "bench.png")
 stages = bench["stages"]
 print(f"{'stage':>28} {'ms/step':>9} {'samples/s':>11} {'GFLOP/s':>9} {'ratio':>6} {'peak MB':>8}")
@@ -116,8 +101,8 @@ plt.imshow(plt.imread(out / "bench.png")); plt.axis("off"); plt.show()
 # `max_memory_allocated`.
 
 # %%
-vae_img = load_or_train_image_vae(image_vae_config(PROFILE), ckpt_path=ckpt_dir / "image_vae", device=device,
-                                  seed=SEED, progress=False)[0]
+vae_img, vae_img_result = load_or_train_image_vae(image_vae_config(PROFILE), ckpt_path=ckpt_dir / "image_vae",
+                                                  device=device, seed=SEED, progress=False)
 sides = [bcfg.render_res // 8, bcfg.render_res // 4, bcfg.render_res // 2, bcfg.render_res]
 render_mb = [peak_memory_bytes(render_stage(vae_img, device, side).step, device) / 2 ** 20 for side in sides[:-1]]
 render_mb.append(stages[f"render_image_{bcfg.render_res}"]["peak_mb"])  # measured by the bench above
@@ -147,14 +132,14 @@ print(f"{bcfg.render_res}² image render: {render_mb[-1]:.0f} MB peak; "
 # recorded too, as `nfe_match_ddim50_strict`).
 
 # %%
-cfg = ldm_config(PROFILE)
+cfg = image_ldm_config(PROFILE)
 FD_RTOL = 0.02  # a match: FD within 2% of DDIM-50's
 train32, test32 = load_emoji(32, "train"), load_emoji(32, "test")
 if PROFILE == "smoke":  # a subset keeps the smoke run short (the models are trained here from scratch)
     train32, test32 = train32[:384], test32[:128]
 posterior = encode_posterior(vae_img, train32, hflip=cfg.hflip)
-ldm_img, _ = load_or_train_ldm(vae_img, posterior, cfg, ckpt_path=ckpt_dir / "ldm_image", device=device, seed=SEED,
-                               progress=False)
+ldm_img, ldm_img_result = load_or_train_ldm(vae_img, posterior, cfg, ckpt_path=ckpt_dir / "ldm_image", device=device,
+                                            seed=SEED, progress=False)
 feature_net = train_feature_net(train32, steps=cfg.feature_steps, seed=SEED, device=device,
                                 cache_path=ckpt_dir / "feature_net_emoji32.safetensors")
 real = image_features(feature_net, test32)
@@ -185,11 +170,11 @@ print(json.dumps(match, indent=1), f"; the preset's default sampler is {cfg.samp
 # %%
 scfg, sldm_cfg = shape_vae_config(PROFILE), shape_ldm_config(PROFILE)
 strain = load_shape_split(shape_data_root(scfg, progress=False), "train", limit=32 if PROFILE == "smoke" else None)
-vae_shape, _ = load_or_train_shape_vae(scfg, ckpt_path=ckpt_dir / "shape_vae", device=device, seed=SEED, data=strain,
-                                       progress=False)
+vae_shape, vae_shape_result = load_or_train_shape_vae(scfg, ckpt_path=ckpt_dir / "shape_vae", device=device, seed=SEED,
+                                                      data=strain, progress=False)
 spost = encode_posterior_images(vae_shape, strain, n_surface=scfg.n_surface, surface_noise=scfg.surface_noise, seed=SEED)
-ldm_shape, _ = load_or_train_ldm(vae_shape, spost, sldm_cfg, ckpt_path=ckpt_dir / "ldm_shape", device=device,
-                                 seed=SEED, progress=False)
+ldm_shape, ldm_shape_result = load_or_train_ldm(vae_shape, spost, sldm_cfg, ckpt_path=ckpt_dir / "ldm_shape",
+                                                device=device, seed=SEED, progress=False)
 n_shape = min(n_sweep, len(spost))
 ref = spost.sample(torch.randperm(len(spost), generator=gen)[:n_shape], gen)
 shape_rows = []
@@ -225,7 +210,8 @@ metrics = {
     "nfe_match_ddim50_shapes": shape_match["best_nfe"],
     "wall_s": time.time() - t_start,
 }
-write_metrics(out, metrics, profile=PROFILE, device=str(device))
+trained = [vae_img_result, ldm_img_result, vae_shape_result, ldm_shape_result]
+write_metrics(out, metrics, trained=trained, profile=PROFILE, device=str(device))
 print(json.dumps(metrics, indent=1), f"\nbest image sampler: {match['best_sampler']} ({match['best_steps']} steps)")
 
 # %% [markdown]

@@ -8,18 +8,13 @@ import pytest
 import torch
 
 from ddmi_lite import DDMIError
-from ddmi_lite.bench import (
-    bench_config,
-    count_flops,
-    dense_occupancy_chunked,
-    latent_mmd,
-    nfe_to_match,
-    peak_memory_bytes,
-    plot_bench,
-    time_interleaved,
-    write_json_atomic,
-)
+from ddmi_lite.bench import bench_config, count_flops, peak_memory_bytes, time_interleaved
+from ddmi_lite.bench_stages import occupancy_stage
+from ddmi_lite.io import write_json
+from ddmi_lite.latent_diffusion import nfe_to_match
+from ddmi_lite.metrics import latent_mmd
 from ddmi_lite.train import TrainConfig, autocast, resolve_precision, train
+from ddmi_lite.viz import plot_bench
 
 
 def test_flop_counter_counts_a_linear_layer_forward_and_backward():
@@ -51,8 +46,8 @@ def test_time_interleaved_medians_are_positive():
 
 
 def test_chunked_occupancy_equals_one_query():
-    from ddmi_lite.configs import shape_vae_config
-    from ddmi_lite.domains.shape import build_shape_vae
+    from ddmi_lite.domains.shape import build_shape_vae, shape_vae_config
+    from ddmi_lite.geometry import evaluate_occupancy
     from ddmi_lite.fields import grid_coords
 
     torch.manual_seed(0)
@@ -61,7 +56,10 @@ def test_chunked_occupancy_equals_one_query():
         fields = vae.decode(torch.randn(1, *vae.decoder.cfg.latent_shape))
         want = vae.query(fields, grid_coords(9, 9, 9)[None])[0, :, 0].reshape(9, 9, 9)
     for chunk in (50, 81, 100, 10_000):  # inside a plane, one plane, several, everything
-        torch.testing.assert_close(dense_occupancy_chunked(vae, fields, 9, chunk=chunk), want, atol=1e-5, rtol=1e-5)
+        got = evaluate_occupancy(lambda c: vae.query(fields, c[None])[0, :, 0], 9, padding=1.0, chunk=chunk)
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    stage = occupancy_stage(vae, torch.device("cpu"), 8)  # the benchmark's grid: the same path
+    assert stage.step().shape == (8, 8, 8) and stage.samples == 8 ** 3 and stage.count_factor == 64.0
 
 
 def test_nfe_to_match_picks_the_cheapest_setting():
@@ -94,7 +92,7 @@ def test_bench_config_and_outputs(tmp_path):
     result = {"device": "cpu", "threads": 1,
               "stages": {"a": {"ratio": 0.5, "step_s": 0.1, "peak_mb": 3.0}, "b": {"ratio": 1.1, "step_s": 0.2}},
               "comparisons": {"x_y": {"before_s": 0.2, "after_s": 0.1}}}
-    path = write_json_atomic(tmp_path / "sub" / "bench.json", result)
+    path = write_json(tmp_path / "sub" / "bench.json", result)
     assert json.loads(path.read_text()) == result and not list(path.parent.glob("*.tmp"))
     assert plot_bench(result, tmp_path / "bench.png").stat().st_size > 0
 

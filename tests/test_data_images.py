@@ -22,6 +22,7 @@ from ddmi_lite.data import (
     split_names,
 )
 from ddmi_lite.errors import DDMIError
+from ddmi_lite.io import sha256_file
 
 LIMIT = 150  # first sequences by sorted name: enough for both splits, fast to render
 
@@ -60,7 +61,7 @@ def test_manifest_checksums_and_counts(emoji_root):
     assert manifest["settings"]["openmoji_version"] == emoji_mod.openmoji_version()
     for size in (32, 64):
         entry = manifest["files"][f"emoji_{size}.npz"]
-        assert entry["sha256"] == emoji_mod._sha256(emoji_root / f"emoji_{size}.npz")
+        assert entry["sha256"] == sha256_file(emoji_root / f"emoji_{size}.npz")
         with np.load(emoji_root / f"emoji_{size}.npz", allow_pickle=False) as npz:
             assert npz["train"].shape == (entry["train"], size, size, 3)
             assert npz["test"].shape == (entry["test"], size, size, 3)
@@ -143,7 +144,7 @@ def test_corrupt_cache_raises_naming_file(tmp_path):
     # unreadable file whose checksum was (wrongly) recorded: still a DDMIError naming it
     path.write_bytes(b"not a zip file")
     manifest = json.loads((root / "manifest.json").read_text())
-    manifest["files"]["emoji_32.npz"]["sha256"] = emoji_mod._sha256(path)
+    manifest["files"]["emoji_32.npz"]["sha256"] = sha256_file(path)
     (root / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(DDMIError, match="emoji_32.npz"):
         load_emoji(32, root=root)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import pytest
 
 from ddmi_lite import reproduce
+from ddmi_lite.notebook import NOTEBOOKS_DIR
 
 NOTEBOOKS = ("01_basis_fields", "03_d2c_vae")
 
@@ -27,7 +28,7 @@ TIMING_KEYS = "wall_s and *_s"
 @pytest.mark.notebook
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_two_smoke_runs_give_identical_metrics(tmp_path, name):
-    source = reproduce.NOTEBOOKS_DIR / f"{name}.py"
+    source = NOTEBOOKS_DIR / f"{name}.py"
     runs = []
     for attempt in ("first", "second"):
         out = tmp_path / attempt / "smoke" / name

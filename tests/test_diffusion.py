@@ -6,18 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from ddmi_lite.diffusion import LatentDiffusion, Schedule
+from ddmi_lite.diffusion import LatentDiffusion
 from ddmi_lite.errors import DDMIError
+from ddmi_lite.schedule import Schedule
 from ddmi_lite.unet import UNet
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These tensors are tiny: one intra-op thread avoids oversubscribing a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_schedule_matches_independent_cumulative_product():

@@ -208,8 +208,7 @@ def test_emoji_cache(tmp_path, data):
 # ----------------------------------------------------------------------------- models
 @pytest.fixture(scope="module")
 def vae():
-    from ddmi_lite.configs import image_vae_config
-    from ddmi_lite.domains.image import build_image_vae
+    from ddmi_lite.domains.image import build_image_vae, image_vae_config
     torch.manual_seed(0)
     model = build_image_vae(image_vae_config("smoke")).eval()
     with torch.no_grad():
@@ -254,8 +253,8 @@ def test_vae_encode_decode_query(vae, x, data):
 @settings(max_examples=60, **SETTINGS)
 @given(data=st.data())
 def test_samplers(data):
-    from ddmi_lite.diffusion import Schedule
     from ddmi_lite.sampling import SAMPLERS, sample
+    from ddmi_lite.schedule import Schedule
     schedule = Schedule(num_timesteps=20)
     name = data.draw(st.sampled_from([*SAMPLERS, "euler", ""]))
     shape = data.draw(st.one_of(st.lists(st.integers(-1, 3), max_size=4).map(tuple),
@@ -302,21 +301,22 @@ def test_cli_refuses_bad_arguments_before_running(tmp_path, profile, device, onl
 @settings(max_examples=30, **SETTINGS)
 @given(data=st.data())
 def test_reproduce_entry_points(tmp_path, data):
-    from ddmi_lite import reproduce
+    from ddmi_lite import notebook, reproduce
     path = tmp_path / f"metrics_{next(_IDS)}.json"
     path.write_bytes(data.draw(st.sampled_from([b"", b"{", b"[1]", b'{"psnr": NaN}', b'{"Bad Key": 1}',
                                                 b'{"psnr_x": "a"}', b'{"psnr_x": 1.5, "wall_s": 2}',
-                                                b"\xff\xfe"])))
-    out = attempt("load_metrics", reproduce.load_metrics, path)
+                                                b'{"stopped_by_budget": 1, "wall_s": 2}',
+                                                b'{"stopped_by_budget": true, "wall_s": 2}', b"\xff\xfe"])))
+    out = attempt("load_metrics", notebook.load_metrics, path)
     if out is not None:
         assert all(isinstance(v, (int, float, str)) for v in out.values())
     metrics = data.draw(st.sampled_from([{}, {"wall_s": math.nan}, {"wall_s": 1, "psnr": [1, 2]},
                                          {"wall_s": 1.0, "psnr_heldout": 20.0}, {"Wall": 1}]))
     profile = data.draw(st.sampled_from(["smoke", "fast", ""]))
-    attempt("write_metrics", reproduce.write_metrics, tmp_path, metrics, profile=profile, device="cpu")
+    attempt("write_metrics", notebook.write_metrics, tmp_path, metrics, profile=profile, device="cpu", trained=[])
     attempt("run_notebook(missing)", reproduce.run_notebook, tmp_path / "99_missing.py", profile=profile,
             out_dir=tmp_path / "o")
-    attempt("select_notebooks", reproduce.select_notebooks, data.draw(st.sampled_from(["01", "999", "x", ""])))
+    attempt("select_notebooks", notebook.select_notebooks, data.draw(st.sampled_from(["01", "999", "x", ""])))
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -483,7 +483,7 @@ def srn_folder(draw, root: Path):
 @settings(max_examples=50, **SETTINGS)
 @given(data=st.data())
 def test_srn_views(tmp_path, data):
-    from ddmi_lite.data.views import (
+    from ddmi_lite.data.srn import (
         SRNDataset,
         load_srn_object,
         read_intrinsics,

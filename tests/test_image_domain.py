@@ -4,11 +4,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ddmi_lite.configs import image_vae_config
 from ddmi_lite.data import load_emoji
-from ddmi_lite.domains.image import (build_image_vae, build_pyramid, crop_coords, make_batch, psnr, reconstruct,
-                                     render, to_model_range, to_unit_range, train_image_vae)
+from ddmi_lite.domains.image import (build_image_vae, build_pyramid, crop_coords, image_vae_config, make_batch,
+                                     reconstruct, render, to_model_range, to_unit_range, train_image_vae)
 from ddmi_lite.fields import image_coords
+from ddmi_lite.metrics import psnr
 
 
 def test_crop_coords_are_the_matching_slice_of_the_full_grid():
@@ -44,9 +44,9 @@ def test_batch_targets_are_the_pixels_at_their_coordinates():
 def overfit():
     """A small D2C-VAE overfitted to 8 emoji with the multi-scale targets."""
     imgs32, imgs48, imgs64 = (load_emoji(r, "train")[:8] for r in (32, 48, 64))
-    cfg = image_vae_config("smoke", steps=400, batch_size=8, lr=3e-3, warmup_steps=20, hflip=False, beta_max=1e-5,
-                             multiscale_probs=(0.2, 0.2, 0.6))  # the 2× path is what the render test reads
-    cfg.net.ch, cfg.net.z_channels, cfg.net.pe_channels, cfg.hidden = 32, 16, 32, 64
+    cfg = image_vae_config("smoke", hflip=False, beta_max=1e-5, multiscale_probs=(0.2, 0.2, 0.6),  # the 2× path is
+                           net=dict(ch=32, z_channels=16, pe_channels=32), hidden=64,  # what the render test reads
+                           train=dict(steps=400, batch_size=8, lr=3e-3, warmup_steps=20))
     torch.manual_seed(0)
     vae = build_image_vae(cfg)
     train_image_vae(vae, cfg, build_pyramid(imgs32, imgs48, imgs64), progress=False)
@@ -87,10 +87,14 @@ def test_psnr_reference_values():
     assert torch.allclose(psnr(a, b), torch.full((2,), 20.0))
 
 
-def test_a_run_stopped_by_its_budget_is_reused_not_extended(tmp_path):
+def test_a_run_stopped_by_its_budget_is_marked_and_resumed_by_the_next_call(tmp_path):
+    """The time budget is a safety stop: steps decide the run, the next call finishes it."""
     from ddmi_lite.domains.image import load_or_train_image_vae
-    cfg = image_vae_config("smoke", steps=10_000, max_time_s=2.0)
-    _, first = load_or_train_image_vae(cfg, ckpt_path=tmp_path / "vae", progress=False)
+    cfg = image_vae_config("smoke", train=dict(steps=30))
+    _, first = load_or_train_image_vae(image_vae_config("smoke", train=dict(steps=30, max_time_s=1e-9)),
+                                       ckpt_path=tmp_path / "vae", progress=False)
+    assert first.stopped_by_budget and 0 < first.steps_done < 30
     _, again = load_or_train_image_vae(cfg, ckpt_path=tmp_path / "vae", progress=False)
-    assert first.stopped_early and 0 < first.steps_done < 10_000
-    assert again.steps_done == first.steps_done and again.resumed_from == first.steps_done
+    assert again.resumed_from == first.steps_done and again.steps_done == 30 and not again.stopped_by_budget
+    _, reused = load_or_train_image_vae(cfg, ckpt_path=tmp_path / "vae", progress=False)
+    assert reused.resumed_from == reused.steps_done == 30

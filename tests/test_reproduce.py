@@ -12,9 +12,12 @@ import numpy as np
 import pytest
 import torch
 
+from ddmi_lite import notebook as nb
 from ddmi_lite import reproduce
 from ddmi_lite.__main__ import main
 from ddmi_lite.errors import DDMIError
+from ddmi_lite.report import format_number, write_report
+from ddmi_lite.train import TrainResult
 
 HEADER = """# ---
 # jupyter:
@@ -52,7 +55,8 @@ def fake_run(out_root: Path, profile: str, name: str, *, psnr: float = 23.456789
     """What a notebook leaves behind: metrics.json, the executed notebook and a figure."""
     out_dir = out_root / profile / name
     out_dir.mkdir(parents=True, exist_ok=True)
-    reproduce.write_metrics(out_dir, {"psnr_heldout": psnr, "steps": 120, "wall_s": 3.5}, profile=profile, device="cpu")
+    nb.write_metrics(out_dir, {"psnr_heldout": psnr, "steps": 120, "wall_s": 3.5}, profile=profile, device="cpu",
+                     trained=[])
     (out_dir / f"{name}.ipynb").write_text("{}")
     if figure:
         (out_dir / "samples.png").write_bytes(b"\x89PNG\r\n\x1a\n")
@@ -64,13 +68,13 @@ def fake_run(out_root: Path, profile: str, name: str, *, psnr: float = 23.456789
 
 def test_list_notebooks_keeps_numbered_sources_in_order(project):
     notebooks, _ = project
-    assert [p.stem for p in reproduce.list_notebooks(notebooks)] == list(NAMES)
+    assert [p.stem for p in nb.list_notebooks(notebooks)] == list(NAMES)
 
 
 def test_repo_notebooks_are_numbered_py_files():
-    found = reproduce.list_notebooks()
-    assert found, f"no NN_name.py notebook in {reproduce.NOTEBOOKS_DIR}"
-    assert all(p.suffix == ".py" and p.parent == reproduce.NOTEBOOKS_DIR for p in found)
+    found = nb.list_notebooks()
+    assert found, f"no NN_name.py notebook in {nb.NOTEBOOKS_DIR}"
+    assert all(p.suffix == ".py" and p.parent == nb.NOTEBOOKS_DIR for p in found)
     assert [p.name for p in found] == sorted(p.name for p in found)
 
 
@@ -89,14 +93,14 @@ def test_repo_notebooks_are_numbered_py_files():
 )
 def test_select_notebooks_resolves_names_and_numbers(project, only, expected):
     notebooks, _ = project
-    assert [p.stem for p in reproduce.select_notebooks(only, notebooks)] == expected
+    assert [p.stem for p in nb.select_notebooks(only, notebooks)] == expected
 
 
 @pytest.mark.parametrize("token", ["04", "zz", "beta_vae"])
 def test_select_notebooks_unknown_name_lists_the_choices(project, token):
     notebooks, _ = project
     with pytest.raises(DDMIError) as err:
-        reproduce.select_notebooks([token], notebooks)
+        nb.select_notebooks([token], notebooks)
     message = str(err.value)
     assert repr(token) in message
     assert all(name in message for name in NAMES)
@@ -106,12 +110,12 @@ def test_select_notebooks_ambiguous_prefix_is_refused(tmp_path):
     for name in ("05_a", "05_b"):
         fake_notebook(tmp_path, name)
     with pytest.raises(DDMIError, match="several"):
-        reproduce.select_notebooks(["05"], tmp_path)
+        nb.select_notebooks(["05"], tmp_path)
 
 
 def test_missing_notebooks_folder_is_named(tmp_path):
     with pytest.raises(DDMIError, match="nowhere"):
-        reproduce.list_notebooks(tmp_path / "nowhere")
+        nb.list_notebooks(tmp_path / "nowhere")
 
 
 # --------------------------------------------------------------------------- profiles
@@ -121,10 +125,10 @@ def test_missing_notebooks_folder_is_named(tmp_path):
     "call",
     [
         lambda root: reproduce.run_all("fast", out_root=root),
-        lambda root: reproduce.write_report("fast", root),
-        lambda root: reproduce.notebook_out_dir("01_x", "fast", ""),
+        lambda root: write_report("fast", root),
+        lambda root: nb.notebook_out_dir("01_x", "fast", ""),
         lambda root: reproduce.run_notebook("x.py", profile="fast", out_dir=root),
-        lambda root: reproduce.write_metrics(root, {"wall_s": 1.0}, profile="fast", device="cpu"),
+        lambda root: nb.write_metrics(root, {"wall_s": 1.0}, profile="fast", device="cpu", trained=[]),
     ],
 )
 def test_unknown_profile_is_refused_naming_the_profiles(tmp_path, call):
@@ -135,12 +139,12 @@ def test_unknown_profile_is_refused_naming_the_profiles(tmp_path, call):
 
 
 def test_notebook_out_dir_default_is_runs_profile_name_under_the_repo(tmp_path):
-    given = reproduce.notebook_out_dir("01_x", "smoke", tmp_path / "a" / "b")
+    given = nb.notebook_out_dir("01_x", "smoke", tmp_path / "a" / "b")
     assert given == (tmp_path / "a" / "b").resolve() and given.is_dir()
-    default = reproduce.REPO_ROOT / "runs" / "smoke" / "99_layout_probe"
+    default = nb.REPO_ROOT / "runs" / "smoke" / "99_layout_probe"
     created = [p for p in (default, default.parent, default.parent.parent) if not p.exists()]
     try:
-        assert reproduce.notebook_out_dir("99_layout_probe", "smoke", "") == default.resolve()
+        assert nb.notebook_out_dir("99_layout_probe", "smoke", "") == default.resolve()
         assert default.is_dir()
     finally:
         for path in created:  # leaf first
@@ -152,12 +156,13 @@ def test_notebook_out_dir_default_is_runs_profile_name_under_the_repo(tmp_path):
 
 def test_write_metrics_round_trip_adds_profile_and_device(tmp_path):
     values = {"psnr_heldout": np.float32(23.5), "fd_samples": torch.tensor(12.25), "steps": np.int64(7), "wall_s": 1.5}
-    path = reproduce.write_metrics(tmp_path, values, profile="smoke", device=torch.device("cpu"))
+    path = nb.write_metrics(tmp_path, values, profile="smoke", device=torch.device("cpu"), trained=[])
     assert path == tmp_path / "metrics.json"
     raw = json.loads(path.read_text())
-    assert raw == {"psnr_heldout": 23.5, "fd_samples": 12.25, "steps": 7, "wall_s": 1.5, "profile": "smoke", "device": "cpu"}
+    assert raw == {"psnr_heldout": 23.5, "fd_samples": 12.25, "steps": 7, "wall_s": 1.5, "stopped_by_budget": False,
+                   "profile": "smoke", "device": "cpu"}
     assert isinstance(raw["steps"], int)
-    assert reproduce.load_metrics(path) == raw
+    assert nb.load_metrics(path) == raw
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]  # no temp file left behind
 
 
@@ -178,7 +183,7 @@ def test_write_metrics_round_trip_adds_profile_and_device(tmp_path):
 )
 def test_write_metrics_refuses_what_is_not_flat_finite_snake_case(tmp_path, bad, fragment):
     with pytest.raises(DDMIError, match=re.escape(fragment)):
-        reproduce.write_metrics(tmp_path, {**bad, "wall_s": 1.0}, profile="smoke", device="cpu")
+        nb.write_metrics(tmp_path, {**bad, "wall_s": 1.0}, profile="smoke", device="cpu", trained=[])
     assert not (tmp_path / "metrics.json").exists()
 
 
@@ -191,7 +196,41 @@ def test_write_metrics_requires_profile_device_and_wall_time(tmp_path, missing):
     else:
         kwargs.pop(missing)
     with pytest.raises(DDMIError, match=missing):
-        reproduce.write_metrics(tmp_path, metrics, **kwargs)
+        nb.write_metrics(tmp_path, metrics, trained=[], **kwargs)
+
+
+def _result(steps_done: int, stopped_by_budget: bool) -> TrainResult:
+    return TrainResult(history=[], steps_done=steps_done, wall_s=1.0, resumed_from=None,
+                       stopped_by_budget=stopped_by_budget)
+
+
+def test_write_metrics_records_whether_a_time_budget_stopped_a_run(tmp_path, recwarn):
+    metrics = {"psnr_heldout": 20.0, "wall_s": 1.0}
+    path = nb.write_metrics(tmp_path / "none", metrics, trained=[], profile="smoke", device="cpu")
+    assert json.loads(path.read_text())["stopped_by_budget"] is False  # a JSON boolean, not 0
+    path = nb.write_metrics(tmp_path / "done", metrics, trained=[_result(20, False), _result(30, False)],
+                            profile="smoke", device="cpu")
+    assert json.loads(path.read_text())["stopped_by_budget"] is False
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+    with pytest.warns(RuntimeWarning, match=r"stopped by their time budget.*7 steps done"):
+        path = nb.write_metrics(tmp_path / "cut", metrics, trained=[_result(20, False), _result(7, True)],
+                                profile="smoke", device="cpu")
+    raw = json.loads(path.read_text())
+    assert raw["stopped_by_budget"] is True and raw["psnr_heldout"] == 20.0
+    assert nb.load_metrics(path) == raw
+    with pytest.raises(TypeError, match="trained"):  # a required keyword: no notebook forgets it
+        nb.write_metrics(tmp_path, metrics, profile="smoke", device="cpu")
+
+
+@pytest.mark.parametrize("value", [1, 0, 0.0, "true", None, [True]])
+def test_check_metrics_refuses_a_stopped_by_budget_that_is_not_a_bool(tmp_path, value):
+    with pytest.raises(DDMIError, match="'stopped_by_budget' must be true or false"):
+        nb.check_metrics({"stopped_by_budget": value, "wall_s": 1.0})
+    assert nb.check_metrics({"stopped_by_budget": True, "wall_s": 1.0}) == {"stopped_by_budget": True, "wall_s": 1.0}
+    path = tmp_path / "metrics.json"  # a metrics.json written by hand is checked the same way
+    path.write_text(json.dumps({"stopped_by_budget": value, "wall_s": 1.0}))
+    with pytest.raises(DDMIError, match="stopped_by_budget"):
+        nb.load_metrics(path)
 
 
 @pytest.mark.parametrize(
@@ -202,13 +241,13 @@ def test_load_metrics_refuses_malformed_files_naming_them(tmp_path, text, fragme
     path = tmp_path / "metrics.json"
     path.write_text(text)
     with pytest.raises(DDMIError) as err:
-        reproduce.load_metrics(path)
+        nb.load_metrics(path)
     assert fragment in str(err.value) and str(path) in str(err.value)
 
 
 def test_load_metrics_missing_file_is_named(tmp_path):
     with pytest.raises(DDMIError, match="does not exist"):
-        reproduce.load_metrics(tmp_path / "metrics.json")
+        nb.load_metrics(tmp_path / "metrics.json")
 
 
 @pytest.mark.parametrize(
@@ -217,7 +256,7 @@ def test_load_metrics_missing_file_is_named(tmp_path):
      (2.5e6, "2.500e+06"), (-0.5, "-0.5"), ("cpu", "cpu")],
 )
 def test_format_number(value, expected):
-    assert reproduce.format_number(value) == expected
+    assert format_number(value) == expected
     if not isinstance(value, str):  # the shown digits round to the value
         assert math.isclose(float(expected), value, rel_tol=1e-3)
 
@@ -251,7 +290,7 @@ def test_run_all_skips_notebooks_with_fresh_outputs(project, monkeypatch, capsys
     run = json.loads((runs / "smoke" / "run.json").read_text())
     assert run["status"] == "complete" and run["ran"] == [NAMES[1], NAMES[2]] and run["skipped"] == [NAMES[0]]
     assert run["wall_s"] >= 0 and run["started"] <= run["finished"]
-    report = reproduce.write_report("smoke", runs, notebooks_dir=notebooks).read_text()
+    report = write_report("smoke", runs, notebooks_dir=notebooks).read_text()
     assert f"2 ran, 1 reused from earlier runs ({NAMES[0]})" in report
 
     calls.clear()
@@ -259,7 +298,7 @@ def test_run_all_skips_notebooks_with_fresh_outputs(project, monkeypatch, capsys
     assert calls == [NAMES[0]]
     run = json.loads((runs / "smoke" / "run.json").read_text())
     assert run["ran"] == [NAMES[0]] and run["skipped"] == []
-    assert "one uninterrupted run: all 1 notebooks ran, none reused" in reproduce.write_report(
+    assert "one uninterrupted run: all 1 notebooks ran, none reused" in write_report(
         "smoke", runs, notebooks_dir=notebooks, only=["01"]).read_text()
 
 
@@ -310,7 +349,7 @@ def test_report_lists_every_notebook_with_metrics_figures_and_links(project):
     notebooks, runs = project
     for name in NAMES:
         fake_run(runs, "cpu", name, figure=name != NAMES[2])
-    report = reproduce.write_report("cpu", runs, notebooks_dir=notebooks)
+    report = write_report("cpu", runs, notebooks_dir=notebooks)
     assert report == (runs / "cpu" / "report.md").resolve()
     text = report.read_text()
     headings = re.findall(r"^## (\d\d_\w+)", text, flags=re.M)
@@ -332,11 +371,11 @@ def test_report_fails_naming_the_notebook_without_metrics(project):
     fake_run(runs, "cpu", NAMES[0])
     fake_run(runs, "cpu", NAMES[2])
     with pytest.raises(DDMIError) as err:
-        reproduce.write_report("cpu", runs, notebooks_dir=notebooks)
+        write_report("cpu", runs, notebooks_dir=notebooks)
     assert NAMES[1] in str(err.value) and "metrics.json" in str(err.value)
     assert not (runs / "cpu" / "report.md").exists()
     # a selection only needs its own notebooks
-    assert reproduce.write_report("cpu", runs, only=["01", "10"], notebooks_dir=notebooks).is_file()
+    assert write_report("cpu", runs, only=["01", "10"], notebooks_dir=notebooks).is_file()
 
 
 # --------------------------------------------------------------------------- command line
@@ -365,10 +404,10 @@ def test_cli_requires_a_command(capsys):
 
 
 def test_start_notebook_resolves_seeds_and_creates_the_output_folder(tmp_path, capsys):
-    device, gen, out, ckpt_dir = reproduce.start_notebook("01_x", "smoke", "cpu", 7, tmp_path / "nb")
+    device, gen, out, ckpt_dir = nb.start_notebook("01_x", "smoke", "cpu", 7, tmp_path / "nb")
     assert device == torch.device("cpu") and gen.initial_seed() == 7
     assert out == (tmp_path / "nb").resolve() and out.is_dir() and ckpt_dir == out.parent / "checkpoints"
     assert torch.equal(torch.rand(3), (torch.manual_seed(7), torch.rand(3))[1])  # the global RNG is seeded too
     assert f"profile=smoke device=cpu seed=7 out={out}" in capsys.readouterr().out
     with pytest.raises(DDMIError, match="profile"):
-        reproduce.start_notebook("01_x", "fast", "cpu", 0, tmp_path / "nb")
+        nb.start_notebook("01_x", "fast", "cpu", 0, tmp_path / "nb")

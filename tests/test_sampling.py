@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from ddmi_lite.diffusion import Schedule
 from ddmi_lite.errors import DDMIError
 from ddmi_lite.metrics import frechet_distance
 from ddmi_lite.sampling import SAMPLERS, ddim, ddim_timesteps, ddpm, sample, solver_timesteps
+from ddmi_lite.schedule import Schedule
 
 F64 = torch.float64
 MU = torch.tensor([[-2.0, 0.0], [2.0, 1.0], [0.0, -2.5]], dtype=F64)

@@ -5,14 +5,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ddmi_lite.configs import shape_eval_config, shape_ldm_config, shape_vae_config, text_to_shape_config
 from ddmi_lite.data import prepare_shapes
-from ddmi_lite.domains.shape import (BOX, ShapeVAEConfig, budgeted_resume, build_shape_vae, dense_occupancy,
-                                     encode_posterior_images, image_to_triplane, load_shape_split, make_batch,
-                                     occupancy_logits, occupancy_of_latent, reconstruction_iou, spread_index,
-                                     train_shape_vae)
+from ddmi_lite.geometry import BOX
+from ddmi_lite.domains.shape import (ShapeVAEConfig, build_shape_vae, dense_occupancy, encode_posterior_images,
+                                     image_to_triplane, load_shape_split, make_batch, occupancy_logits,
+                                     reconstruction_iou, shape_eval_config, shape_ldm_config, shape_vae_config,
+                                     spread_index, train_shape_vae)
+from ddmi_lite.domains.text_to_shape import text_to_shape_config
 from ddmi_lite.errors import DDMIError
 from ddmi_lite.nets.triplane import TriplaneConfig
+from ddmi_lite.presets import override
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +27,7 @@ def tiny_config(**kw) -> ShapeVAEConfig:
     net = TriplaneConfig(point_hidden=32, point_blocks=3, plane_channels=16, plane_resolution=32, ch=16,
                          ch_mult=(1, 2, 2), z_channels=8, pe_channels=16, cross_resolutions=(8,),
                          attention_resolutions=())
-    return ShapeVAEConfig(net=net, hidden=64, n_surface=512, n_query=512, **kw)
+    return override(ShapeVAEConfig(net=net, hidden=64, n_surface=512, n_query=512), **kw)
 
 
 def test_split_in_memory_and_batch(root):
@@ -57,8 +59,8 @@ def test_vae_shapes_and_loss_is_a_sum_over_points(root):
     assert logs["rec"] == pytest.approx(float(bce.sum() / 2), rel=1e-4)  # Σ over points, mean over batch
     grid = dense_occupancy(vae, out.z, 8)
     assert grid.shape == (2, 8, 8, 8)
-    one = occupancy_of_latent(vae, out.z[1], 8)  # shape_geometry.evaluate_occupancy, one latent
-    assert torch.allclose(one, grid[1], atol=1e-4)
+    one = dense_occupancy(vae, out.z[1:], 8, batch_size=1, chunk=100)  # one latent, chunks of 100 points
+    assert torch.allclose(one[0], grid[1], atol=1e-4)
     post = encode_posterior_images(vae, data, n_surface=64)
     assert post.mean.shape == (len(data), 24, 8, 8) and bool((post.std > 0).all())
     logits = occupancy_logits(vae, image_to_triplane(post.mean[:2]), data.points[:2, :50].float())
@@ -72,7 +74,7 @@ def test_overfitting_a_few_shapes_reaches_high_iou(root):
     keep = [i for i, c in enumerate(data.categories) if c in ("sofa", "table")][:3]
     sub = data.subset(keep)
     assert sub.ids == [data.ids[i] for i in keep] and torch.equal(sub.points, data.points[keep])
-    cfg = tiny_config(steps=250, batch_size=3, lr=3e-3, warmup_steps=10, beta_max=1e-4)
+    cfg = tiny_config(beta_max=1e-4, train=dict(steps=250, batch_size=3, lr=3e-3, warmup_steps=10, max_time_s=None))
     vae = build_shape_vae(cfg)
     train_shape_vae(vae, cfg, sub, progress=False)
     vae.eval()
@@ -87,22 +89,29 @@ def test_spread_index_covers_categories():
     assert sorted(spread_index(cats, 20).tolist()) == list(range(9))
 
 
-def test_budgeted_resume(tmp_path, root):
-    assert budgeted_resume(tmp_path / "none", 100, 60.0) == (100, 60.0, True)
+def test_train_shape_vae_resumes_only_a_checkpoint_of_its_own_data(tmp_path, root, capsys):
+    """train_shape_vae goes through train.load_or_train with the VAE settings and n_train as its run config."""
     data = load_shape_split(root, "train")
     cfg = ShapeVAEConfig(net=TriplaneConfig(point_hidden=8, point_blocks=1, plane_channels=4, plane_resolution=8, ch=4,
                                             ch_mult=(1, 2), z_channels=2, pe_channels=4, n_scales=2,
                                             cross_resolutions=(), attention_resolutions=()),
-                         hidden=8, n_surface=32, n_query=32, steps=3, batch_size=2)
+                         hidden=8, n_surface=32, n_query=32)
+    cfg = override(cfg, train=dict(steps=3, batch_size=2, max_time_s=None))
     ckpt = tmp_path / "vae"
-    result = train_shape_vae(build_shape_vae(cfg), cfg, data, ckpt_path=ckpt, progress=False)
-    spent = result.total_time_s
-    assert budgeted_resume(ckpt, 10, None) == (10, None, True)
-    assert budgeted_resume(ckpt, 10, spent * 0.5) == (3, spent * 0.5, True)  # budget spent: reuse step 3
-    steps, left, resume = budgeted_resume(ckpt, 10, spent + 100.0)
-    assert steps == 10 and resume and left == pytest.approx(100.0)
-    assert budgeted_resume(ckpt, 10, None, {"n_train": len(data)})[2]
-    assert budgeted_resume(ckpt, 10, None, {"n_train": len(data) + 1}) == (10, None, False)
+    first = train_shape_vae(build_shape_vae(cfg), cfg, data, ckpt_path=ckpt, progress=False)
+    assert first.resumed_from is None and first.steps_done == 3
+    again = train_shape_vae(build_shape_vae(cfg), cfg, data, ckpt_path=ckpt, progress=False)
+    assert again.resumed_from == again.steps_done == 3  # the finished checkpoint is reused
+    longer = override(cfg, train=dict(steps=5))
+    extended = train_shape_vae(build_shape_vae(longer), longer, data, ckpt_path=ckpt, progress=False)
+    assert extended.resumed_from == 3 and extended.steps_done == 5
+    capsys.readouterr()
+    fewer = data.subset(list(range(len(data) - 1)))  # another training set: never resumed
+    other = train_shape_vae(build_shape_vae(longer), longer, fewer, ckpt_path=ckpt, progress=False)
+    assert other.resumed_from is None and other.steps_done == 5
+    assert "n_train" in capsys.readouterr().out
+    wider = override(longer, hidden=16)  # another model: never resumed either
+    assert train_shape_vae(build_shape_vae(wider), wider, fewer, ckpt_path=ckpt, progress=False).resumed_from is None
 
 
 def test_presets_are_consistent():

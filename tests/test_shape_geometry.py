@@ -10,7 +10,7 @@ import torch
 import trimesh
 from PIL import Image
 
-from ddmi_lite.domains import shape_geometry as G
+from ddmi_lite import geometry as G
 from ddmi_lite.errors import DDMIError
 
 R_SPHERE = 0.35
@@ -44,6 +44,17 @@ def test_evaluate_occupancy_is_chunk_independent_and_ordered():
     assert torch.equal(numpy_fn, (G.dense_grid(6)[:, 1] > 0).float().reshape(6, 6, 6))
     with pytest.raises(DDMIError, match="values"):
         G.evaluate_occupancy(lambda p: p[:-1, 0], 4)
+
+
+def test_evaluate_occupancy_of_several_fields_and_the_unit_cube():
+    fields = G.evaluate_occupancy(lambda p: p.T, 5, chunk=9, batch=True)  # three "fields": x, y, z
+    grid = G.dense_grid(5)
+    assert fields.shape == (3, 5, 5, 5)
+    assert torch.equal(fields, grid.T.reshape(3, 5, 5, 5))
+    unit = G.evaluate_occupancy(lambda p: p[:, 0], 5, padding=1.0)  # corner-aligned [-1, 1]³
+    assert torch.equal(unit[:, 0, 0], torch.linspace(-1.0, 1.0, 5))
+    with pytest.raises(DDMIError, match="batch=True"):
+        G.evaluate_occupancy(lambda p: p[:, 0], 4, batch=True)
 
 
 def test_marching_cubes_of_a_ball_has_its_area_and_volume():

@@ -10,7 +10,20 @@ import pytest
 import torch
 
 from ddmi_lite.data import shapes as S
-from ddmi_lite.domains.shape_geometry import mesh_contains
+from ddmi_lite.data.captions import CAPTION_COLUMNS, CAPTIONS_CSV, HEIGHT_WORDS, load_captions
+from ddmi_lite.data.furniture import (
+    CATEGORIES,
+    HEIGHT_BANDS,
+    Shape,
+    generate_collection,
+    generate_shape,
+    height_class,
+    shape_id,
+)
+from ddmi_lite.geometry import BOX
+from ddmi_lite.data.onet import SPLITS, load_pointcloud_npz, load_points_npz
+from ddmi_lite.data.primitives import Primitive, axis_to, rot_x, rot_y
+from ddmi_lite.geometry import mesh_contains
 from ddmi_lite.errors import DDMIError
 
 SMALL = {"n_objects": 20, "n_points": 2000, "n_surface": 500, "progress": False}
@@ -23,7 +36,7 @@ def shape_root(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def one_per_category():
-    return [S.generate_shape(c, 1, seed=5) for c in S.CATEGORIES]
+    return [generate_shape(c, 1, seed=5) for c in CATEGORIES]
 
 
 def _files(root):
@@ -31,14 +44,14 @@ def _files(root):
 
 
 def _primitives():
-    tilt = S.axis_to([0.3, 1.0, -0.4])
-    return [S.Primitive("box", (0.1, 0, 0), (0.2, 0.1, 0.3), S.rot_y(0.4) @ S.rot_x(0.3)),
-            S.Primitive("cylinder", (0, 0.1, 0), (0.15, 0.25), tilt),
-            S.Primitive("frustum", (0, 0, 0.05), (0.3, 0.1, 0.2), tilt),
-            S.Primitive("frustum", (0, 0, 0), (0.25, 0.0, 0.3)),  # a cone
-            S.Primitive("sphere", (0.1, -0.1, 0), (0.3,)),
-            S.Primitive("torus", (0, 0, 0), (0.3, 0.08), S.rot_x(1.0)),
-            S.Primitive("capsule", (0, 0, 0), (0.1, 0.25), tilt)]
+    tilt = axis_to([0.3, 1.0, -0.4])
+    return [Primitive("box", (0.1, 0, 0), (0.2, 0.1, 0.3), rot_y(0.4) @ rot_x(0.3)),
+            Primitive("cylinder", (0, 0.1, 0), (0.15, 0.25), tilt),
+            Primitive("frustum", (0, 0, 0.05), (0.3, 0.1, 0.2), tilt),
+            Primitive("frustum", (0, 0, 0), (0.25, 0.0, 0.3)),  # a cone
+            Primitive("sphere", (0.1, -0.1, 0), (0.3,)),
+            Primitive("torus", (0, 0, 0), (0.3, 0.08), rot_x(1.0)),
+            Primitive("capsule", (0, 0, 0), (0.1, 0.25), tilt)]
 
 
 # ----------------------------------------------------------------------------- primitives and occupancy
@@ -68,7 +81,7 @@ def test_shape_occupancy_agrees_with_the_exported_mesh(one_per_category):
     rng = np.random.default_rng(1)
     for shape in one_per_category:
         near = shape.sample_surface(400, seed=2) + rng.normal(0, 0.01, (400, 3))
-        pts = np.concatenate([rng.uniform(-S.BOX, S.BOX, (800, 3)), near])
+        pts = np.concatenate([rng.uniform(-BOX, BOX, (800, 3)), near])
         agree = (shape.contains(pts) == mesh_contains(shape.to_trimesh(), pts)).mean()
         assert agree >= 0.99, (shape.id, agree)
 
@@ -77,7 +90,7 @@ def test_shape_occupancy_agrees_with_trimesh_ray_tests(one_per_category):
     pytest.importorskip("rtree")  # trimesh's own inside test needs it
     rng = np.random.default_rng(1)
     for shape in one_per_category:
-        pts = rng.uniform(-S.BOX, S.BOX, (2000, 3))
+        pts = rng.uniform(-BOX, BOX, (2000, 3))
         ref = np.any([m.contains(pts) for m in shape.part_meshes()], axis=0)  # per part: no overlap problem
         assert (shape.contains(pts) == ref).mean() >= 0.99
 
@@ -94,9 +107,9 @@ def test_surface_points_lie_on_the_boundary_with_outward_normals(one_per_categor
 
 def test_surface_samples_are_uniform_on_the_union_boundary():
     # two cubes overlapping by half: the union is the box [-0.2, 0.4] × [-0.2, 0.2]²
-    a = S.Primitive("box", (0, 0, 0), (0.2, 0.2, 0.2))
-    b = S.Primitive("box", (0.2, 0, 0), (0.2, 0.2, 0.2))
-    shape = S.Shape("chair", 0, [a, b], {}, [""], np.zeros(3), 1.0)
+    a = Primitive("box", (0, 0, 0), (0.2, 0.2, 0.2))
+    b = Primitive("box", (0.2, 0, 0), (0.2, 0.2, 0.2))
+    shape = Shape("chair", 0, [a, b], {}, [""], np.zeros(3), 1.0)
     pts = shape.sample_surface(20000, seed=0)
     lo, hi = np.array([-0.2, -0.2, -0.2]), np.array([0.4, 0.2, 0.2])
     on_face = np.isclose(pts, lo) | np.isclose(pts, hi)
@@ -118,17 +131,17 @@ def test_shapes_are_normalised_like_onet(one_per_category):
 
 
 def test_generation_is_deterministic_and_independent_of_collection_size():
-    small, large = S.generate_collection(10, seed=3), S.generate_collection(25, seed=3)
+    small, large = generate_collection(10, seed=3), generate_collection(25, seed=3)
     by_id = {s.id: s for s in large}
     for shape in small:
         other = by_id[shape.id]
         assert shape.captions == other.captions and shape.attributes == other.attributes
         for p, q in zip(shape.parts, other.parts):
             assert p.kind == q.kind and np.array_equal(p.center, q.center) and p.size == q.size
-    sizes = [[p.size for p in S.generate_shape("lamp", 0, seed=seed).parts] for seed in (0, 1)]
+    sizes = [[p.size for p in generate_shape("lamp", 0, seed=seed).parts] for seed in (0, 1)]
     assert sizes[0] != sizes[1]  # the seed matters
     with pytest.raises(DDMIError, match="category"):
-        S.generate_shape("boat", 0)
+        generate_shape("boat", 0)
 
 
 # ----------------------------------------------------------------------------- captions and attributes
@@ -139,16 +152,16 @@ def _count(shape, *names):
 
 def test_captions_and_geometry_match_the_attributes():
     numbers = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five"}
-    for shape in S.generate_collection(150, seed=11):
+    for shape in generate_collection(150, seed=11):
         a, cat = shape.attributes, shape.category
         lo, hi = shape.bounds()
         ext = hi - lo
-        if cat in S.HEIGHT_BANDS:
-            assert a["height_class"] == S.height_class(cat, ext[1] / max(ext[0], ext[2]))
+        if cat in HEIGHT_BANDS:
+            assert a["height_class"] == height_class(cat, ext[1] / max(ext[0], ext[2]))
         assert len(shape.captions) == 2
         for text in shape.captions:
-            if cat in S.HEIGHT_BANDS:
-                short, tall = S.HEIGHT_WORDS[cat]
+            if cat in HEIGHT_BANDS:
+                short, tall = HEIGHT_WORDS[cat]
                 assert (f"{tall} " in text) == (a["height_class"] == "tall"), text
                 assert (f"{short} " in text) == (a["height_class"] == "short"), text
             if cat == "chair":
@@ -185,7 +198,7 @@ def test_captions_and_geometry_match_the_attributes():
 
 
 def test_every_attribute_value_occurs():
-    shapes = S.generate_collection(300, seed=0)
+    shapes = generate_collection(300, seed=0)
     seen = {}
     for s in shapes:
         for key, value in s.attributes.items():
@@ -225,14 +238,14 @@ def test_prepare_is_idempotent_and_repairs_a_corrupt_file(tmp_path):
 def test_points_npz_holds_exact_bitpacked_labels(shape_root):
     for oid in ("chair_00000", "lamp_00002", "table_00003"):
         cat, index = oid.rsplit("_", 1)
-        data = S.load_points_npz(shape_root / cat / oid / "points.npz")
-        shape = S.generate_shape(cat, int(index), seed=0)
+        data = load_points_npz(shape_root / cat / oid / "points.npz")
+        shape = generate_shape(cat, int(index), seed=0)
         assert data["points"].shape == (2000, 3) and data["occupancies"].dtype == bool
         np.testing.assert_array_equal(data["occupancies"], shape.contains(data["points"]))
-        assert data["n_uniform"] == 1000 and np.abs(data["points"]).max() <= S.BOX
+        assert data["n_uniform"] == 1000 and np.abs(data["points"]).max() <= BOX
         np.testing.assert_allclose(data["loc"], shape.loc, rtol=1e-6)
         assert data["scale"] == pytest.approx(shape.scale, rel=1e-6)
-        cloud = S.load_pointcloud_npz(shape_root / cat / oid / "pointcloud.npz")
+        cloud = load_pointcloud_npz(shape_root / cat / oid / "pointcloud.npz")
         assert cloud["points"].shape == cloud["normals"].shape == (500, 3)
 
 
@@ -240,9 +253,9 @@ def test_bitpacking_round_trips(tmp_path):
     occ = np.random.default_rng(0).random(1001) < 0.3  # not a multiple of 8
     path = tmp_path / "points.npz"
     np.savez(path, points=np.zeros((1001, 3), np.float16), occupancies=np.packbits(occ))
-    np.testing.assert_array_equal(S.load_points_npz(path)["occupancies"], occ)
+    np.testing.assert_array_equal(load_points_npz(path)["occupancies"], occ)
     np.savez(path, points=np.zeros((1001, 3), np.float16), occupancies=occ)  # unpacked is accepted too
-    np.testing.assert_array_equal(S.load_points_npz(path)["occupancies"], occ)
+    np.testing.assert_array_equal(load_points_npz(path)["occupancies"], occ)
 
 
 def test_malformed_npz_raise_an_error_naming_the_file(shape_root, tmp_path):
@@ -255,23 +268,23 @@ def test_malformed_npz_raise_an_error_naming_the_file(shape_root, tmp_path):
     np.savez(tmp_path / "badshape.npz", points=np.zeros((10, 2), np.float32), occupancies=np.zeros(10, bool))
     for name in ("truncated.npz", "garbage.npz", "nokey.npz", "badlen.npz", "badshape.npz", "missing.npz"):
         with pytest.raises(DDMIError, match=str(tmp_path / name)):
-            S.load_points_npz(tmp_path / name)
+            load_points_npz(tmp_path / name)
     np.savez(tmp_path / "cloud.npz", points=np.zeros((10, 3), np.float32), normals=np.zeros((9, 3), np.float32))
     with pytest.raises(DDMIError, match="normals"):
-        S.load_pointcloud_npz(tmp_path / "cloud.npz")
+        load_pointcloud_npz(tmp_path / "cloud.npz")
 
 
 def test_split_lists_captions_and_attributes(shape_root):
-    for cat in S.CATEGORIES:
-        lists = {s: (shape_root / cat / f"{s}.lst").read_text().split() for s in S.SPLITS}
-        everything = [i for s in S.SPLITS for i in lists[s]]
-        assert sorted(everything) == [S.shape_id(cat, i) for i in range(4)]  # disjoint and complete
-        assert [len(lists[s]) for s in S.SPLITS] == [2, 1, 1]
-    with open(shape_root / S.CAPTIONS_CSV, newline="") as handle:
-        assert tuple(next(csv.reader(handle))) == S.CAPTION_COLUMNS
-    captions = S.load_captions(shape_root / S.CAPTIONS_CSV)
+    for cat in CATEGORIES:
+        lists = {s: (shape_root / cat / f"{s}.lst").read_text().split() for s in SPLITS}
+        everything = [i for s in SPLITS for i in lists[s]]
+        assert sorted(everything) == [shape_id(cat, i) for i in range(4)]  # disjoint and complete
+        assert [len(lists[s]) for s in SPLITS] == [2, 1, 1]
+    with open(shape_root / CAPTIONS_CSV, newline="") as handle:
+        assert tuple(next(csv.reader(handle))) == CAPTION_COLUMNS
+    captions = load_captions(shape_root / CAPTIONS_CSV)
     assert len(captions) == 20 and all(len(v) == 2 for v in captions.values())
-    assert captions["table_00002"] == S.generate_shape("table", 2, seed=0).captions
+    assert captions["table_00002"] == generate_shape("table", 2, seed=0).captions
 
 
 def test_dataset_items(shape_root):
@@ -281,14 +294,14 @@ def test_dataset_items(shape_root):
     assert item["surface"].shape == (128, 3) and item["query"].shape == (256, 3) and item["occ"].shape == (256,)
     assert item["surface"].dtype == item["query"].dtype == item["occ"].dtype == torch.float32
     cat, index = item["id"].rsplit("_", 1)
-    shape = S.generate_shape(cat, int(index), seed=0)
+    shape = generate_shape(cat, int(index), seed=0)
     np.testing.assert_array_equal(item["occ"].numpy() == 1, shape.contains(item["query"].numpy()))
     assert item["caption"] in shape.captions and item["category"] == cat
     assert torch.equal(ds[3]["query"], item["query"])  # same (seed, epoch, index) → same subset
     ds.set_epoch(1)
     assert not torch.equal(ds[3]["query"], item["query"])
     uni = S.ShapeNetOccupancy(shape_root, "val", categories=["lamp"], query="uniform", n_query=300)
-    pts = S.load_points_npz(shape_root / "lamp" / uni.items[0][1] / "points.npz")["points"]
+    pts = load_points_npz(shape_root / "lamp" / uni.items[0][1] / "points.npz")["points"]
     rows = {tuple(p) for p in pts[:1000]}
     assert all(tuple(q) in rows for q in uni[0]["query"].numpy())
     batch = next(iter(torch.utils.data.DataLoader(ds, batch_size=4)))

@@ -5,13 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ddmi_lite.configs import text_to_shape_config
-from ddmi_lite.data.shapes import generate_shape
+from ddmi_lite.data.furniture import generate_shape
 from ddmi_lite.domains.shape_attributes import (HEADS, AttributeClassifier, attribute_accuracy, attribute_labels,
                                                 classifier_loss, gt_occupancy_grids, label_matrix, predict_attributes)
-from ddmi_lite.domains.text_to_shape import build_text_ldm
+from ddmi_lite.domains.text_to_shape import build_text_ldm, text_to_shape_config
 from ddmi_lite.errors import DDMIError
-from ddmi_lite.latent_diffusion import LatentPosterior
+from ddmi_lite.ldm import LatentPosterior
 from ddmi_lite.text import PAD, UNK, TextEncoder, Vocabulary, tokenize
 
 CAPTIONS = ["a tall armless chair with a slatted back and four legs",

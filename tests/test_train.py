@@ -1,13 +1,15 @@
 """The training loop: it learns, resumes bit-exactly, averages, accumulates, and stops on NaN."""
 
+import dataclasses
 import math
 
 import pytest
 import torch
 
-from ddmi_lite.checkpoint import load_checkpoint
+from ddmi_lite.checkpoint import checkpoint_files, load_checkpoint
+from ddmi_lite.ema import EMA
 from ddmi_lite.errors import DDMIError, NonFiniteLossError
-from ddmi_lite.train import EMA, TrainConfig, lr_factor, train
+from ddmi_lite.train import TrainConfig, load_or_train, lr_factor, train
 
 
 def _regression(n=64, d=6, seed=0):
@@ -45,7 +47,7 @@ def test_training_lowers_the_loss():
     cfg = TrainConfig(steps=150, lr=0.05, warmup_steps=10, log_every=10)
     res = train(model, _mse, _batch_fn(), cfg, progress=False)
     assert _full_loss(model) < 0.01 * before
-    assert res.steps_done == 150 and res.resumed_from is None and not res.stopped_early
+    assert res.steps_done == 150 and res.resumed_from is None and not res.stopped_by_budget
     assert [h["step"] for h in res.history] == list(range(10, 151, 10))
     assert {"step", "loss", "lr", "time_s", "mse", "grad_norm"} <= set(res.history[-1])
 
@@ -210,7 +212,7 @@ def test_max_time_stops_early_and_says_so(tmp_path, capsys):
     cfg = TrainConfig(steps=10_000, lr=0.01, max_time_s=1e-9, log_every=1000)
     res = train(torch.nn.Linear(6, 1), _mse, _batch_fn(), cfg, progress=False,
                 ckpt_path=tmp_path / "t")
-    assert res.stopped_early and res.steps_done == 1 and res.history[-1]["step"] == 1
+    assert res.stopped_by_budget and res.steps_done == 1 and res.history[-1]["step"] == 1
     assert load_checkpoint(tmp_path / "t")[1]["step"] == 1
 
 
@@ -222,14 +224,115 @@ def test_invalid_config_names_the_field():
     assert math.isclose(TrainConfig(betas=[0.5, 0.9]).betas[0], 0.5)
 
 
-def test_spent_budget_names_a_corrupt_sidecar(tmp_path):
-    from ddmi_lite.checkpoint import checkpoint_files, save_checkpoint
-    from ddmi_lite.errors import DDMIError
-    from ddmi_lite.train import spent_budget
+def _state(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
+
+def _assert_same_weights(a: dict, b: dict):
+    assert a.keys() == b.keys()
+    for key, value in a.items():
+        assert torch.equal(value, b[key]), key
+
+
+def test_load_or_train_is_the_one_resume_policy(tmp_path, capsys):
+    """No checkpoint: train; same config: reuse; more steps: resume; other settings: afresh."""
+    # constant lr after warm-up: a run extended from 8 to 14 steps follows the same schedule as
+    # a 14-step run, so "resume then extend" must equal "train 14 steps straight" bit for bit
+    cfg = TrainConfig(steps=8, lr=0.02, warmup_steps=2, schedule="constant", ema_decay=0.9,
+                      log_every=1, seed=5)
+
+    def fresh():
+        torch.manual_seed(1)
+        return _Noisy()
+
+    def run(config, path, *, run_config=None, calls=None):
+        run_config = {"width": 8} if run_config is None else run_config
+        model = fresh()
+        callback = (lambda record: calls.append(record["step"])) if calls is not None else None
+        res = load_or_train(model, _noisy_loss, _batch_fn(), config, ckpt_path=path,
+                            run_config=run_config, progress=False, callback=callback)
+        return model, res
+
+    ckpt = tmp_path / "run"
+    # (a) no checkpoint: trains cfg.steps from step 0 and leaves a finished checkpoint
+    first, res = run(cfg, ckpt)
+    assert res.resumed_from is None and res.steps_done == 8 and not res.stopped_by_budget
+    assert load_checkpoint(ckpt)[1]["step"] == 8
+    trained = _state(first)
+
+    # (b) the same config again: the finished checkpoint is reused as is, without one step
+    calls = []
+    again, res = run(cfg, ckpt, calls=calls)
+    assert res.resumed_from == res.steps_done == 8 and calls == []
+    _assert_same_weights(_state(again), trained)
+
+    # (c) a larger `steps` resumes from the stored step and ends where a straight run ends
+    longer = dataclasses.replace(cfg, steps=14)
+    calls = []
+    extended, res = run(longer, ckpt, calls=calls)
+    assert res.resumed_from == 8 and res.steps_done == 14 and calls == list(range(9, 15))
+    straight, ref = run(longer, tmp_path / "straight")
+    assert ref.resumed_from is None and ref.steps_done == 14
+    _assert_same_weights(_state(extended), _state(straight))
+    _assert_same_weights(_state(res.ema.model), _state(ref.ema.model))
+    assert [h["loss"] for h in res.history] == [h["loss"] for h in ref.history]
+
+    # (d) another run_config, or another lr: the checkpoint is of another model, train afresh
+    capsys.readouterr()
+    other, res = run(longer, ckpt, run_config={"width": 16})
+    assert res.resumed_from is None and res.steps_done == 14
+    out = capsys.readouterr().out
+    assert "training afresh" in out and "run.width: stored 8, given 16" in out and str(ckpt) in out
+    _assert_same_weights(_state(other), _state(straight))  # from step 0: the straight run again
+    faster = dataclasses.replace(longer, lr=0.05)
+    _, res = run(faster, ckpt, run_config={"width": 16})
+    assert res.resumed_from is None and res.steps_done == 14
+    out = capsys.readouterr().out
+    assert "training afresh" in out and "train.lr" in out
+    # ... and the checkpoint now holds the new settings: the same call resumes it
+    _, res = run(faster, ckpt, run_config={"width": 16})
+    assert res.resumed_from == res.steps_done == 14
+    assert "training afresh" not in capsys.readouterr().out
+
+
+def test_load_or_train_budget_is_a_safety_stop_that_resumes(tmp_path, capsys):
+    """max_time_s ends one call early (marked); the next call resumes to cfg.steps bit-exactly."""
+    cfg = TrainConfig(steps=10, lr=0.02, warmup_steps=2, ema_decay=0.9, log_every=1, seed=2)
+
+    def fresh():
+        torch.manual_seed(3)
+        return _Noisy()
+
+    straight = fresh()
+    ref = load_or_train(straight, _noisy_loss, _batch_fn(), cfg, ckpt_path=tmp_path / "straight",
+                        progress=False)
+    assert ref.steps_done == 10 and not ref.stopped_by_budget
+
+    ckpt = tmp_path / "budgeted"
+    cut = load_or_train(fresh(), _noisy_loss, _batch_fn(), dataclasses.replace(cfg, max_time_s=1e-9),
+                        ckpt_path=ckpt, progress=False)
+    assert cut.stopped_by_budget and cut.resumed_from is None and 1 <= cut.steps_done < cfg.steps
+    assert load_checkpoint(ckpt)[1]["step"] == cut.steps_done
+    assert "STOPPED BY THE TIME BUDGET" in cut.summary()
+
+    capsys.readouterr()
+    torch.manual_seed(999)  # the global RNG state at resume time must not matter
+    resumed = fresh()
+    res = load_or_train(resumed, _noisy_loss, _batch_fn(), cfg, ckpt_path=ckpt, progress=False)
+    assert "training afresh" not in capsys.readouterr().out  # max_time_s is not a setting of the run
+    assert res.resumed_from == cut.steps_done and res.steps_done == cfg.steps
+    assert not res.stopped_by_budget
+    _assert_same_weights(_state(resumed), _state(straight))
+    _assert_same_weights(_state(res.ema.model), _state(ref.ema.model))
+    assert [h["loss"] for h in res.history] == [h["loss"] for h in ref.history]
+
+
+def test_load_or_train_names_a_corrupt_sidecar(tmp_path):
     path = tmp_path / "run"
-    save_checkpoint(path, {"w": torch.zeros(2)}, {"step": 3, "extra": {"total_time_s": 1.5}})
-    assert spent_budget(path, 10.0) == (8.5, 3)
-    checkpoint_files(path)[1].write_text("{not json", encoding="utf-8")
-    with pytest.raises(DDMIError, match="run.json"):
-        spent_budget(path, 10.0)
+    cfg = TrainConfig(steps=3, lr=0.01)
+    load_or_train(torch.nn.Linear(6, 1), _mse, _batch_fn(), cfg, ckpt_path=path, progress=False)
+    sidecar = checkpoint_files(path)[1]
+    assert sidecar.name == "run.json"
+    sidecar.write_text("{not json", encoding="utf-8")
+    with pytest.raises(DDMIError, match=r"run\.json"):
+        load_or_train(torch.nn.Linear(6, 1), _mse, _batch_fn(), cfg, ckpt_path=path, progress=False)

@@ -3,17 +3,13 @@
 import pytest
 import torch
 
+from ddmi_lite.device import module_device
 from ddmi_lite.errors import DDMIError
-from ddmi_lite.unet import UNet, timestep_embedding
+from ddmi_lite.readout import sinusoidal_embedding
+from ddmi_lite.unet import UNet
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These tensors are tiny: one intra-op thread avoids oversubscribing a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _small(channels, **kw):
@@ -48,10 +44,23 @@ def test_attention_levels_from_image_size():
 
 def test_time_embedding_is_sinusoidal():
     t = torch.tensor([0.0, 1.0, 250.0])
-    emb = timestep_embedding(t, 8)
+    emb = sinusoidal_embedding(t, 8, formula="adm")
     freqs = 10_000.0 ** (-torch.arange(4) / 4)
     torch.testing.assert_close(emb[:, :4], torch.cos(t[:, None] * freqs))
     torch.testing.assert_close(emb[:, 4:], torch.sin(t[:, None] * freqs))
+    readout = sinusoidal_embedding(t, 8)  # the readout's scale embedding: [sin, cos], last frequency 1/P
+    freqs = 10_000.0 ** (-torch.arange(4) / 3)
+    torch.testing.assert_close(readout, torch.cat([torch.sin(t[:, None] * freqs), torch.cos(t[:, None] * freqs)], 1))
+    odd = sinusoidal_embedding(t, 9, formula="adm")
+    assert odd.shape == (3, 9) and torch.equal(odd[:, :8], emb) and not odd[:, 8].any()
+    with pytest.raises(DDMIError, match="formula"):
+        sinusoidal_embedding(t, 8, formula="vaswani")
+
+
+def test_module_device_is_where_the_weights_are():
+    assert module_device(_small(4)) == torch.device("cpu")
+    with pytest.raises(DDMIError, match="no parameters"):
+        module_device(torch.nn.Identity())
 
 
 def _randomise_zero_inits(net):

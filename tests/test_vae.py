@@ -5,8 +5,7 @@ import torch
 from torch.distributions import Normal, kl_divergence
 
 from ddmi_lite import DDMIError
-from ddmi_lite.configs import image_vae_config
-from ddmi_lite.domains.image import build_image_vae
+from ddmi_lite.domains.image import build_image_vae, image_vae_config
 from ddmi_lite.fields import image_coords
 from ddmi_lite.vae import DiagonalGaussian, kl_weight
 

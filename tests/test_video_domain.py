@@ -149,7 +149,7 @@ def test_overfits_one_clip():
 
 def test_clip_augmentation_is_shared_by_the_frames_and_features_have_one_row_per_clip():
     """One augmentation draw per clip: a clip of identical frames stays identical frame to frame."""
-    from ddmi_lite.metrics import (
+    from ddmi_lite.features import (
         ClipFeatureNet,
         augment,
         clip_features,

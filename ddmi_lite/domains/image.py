@@ -21,19 +21,30 @@ import torch
 from einops import rearrange
 
 from ddmi_lite import fields as F_fields
+from ddmi_lite.data import load_emoji
+from ddmi_lite.device import module_device
 from ddmi_lite.errors import DDMIError
+from ddmi_lite.ldm import LDMConfig
 from ddmi_lite.nets.conv2d import Conv2dConfig, Decoder2D, Encoder2D
+from ddmi_lite.presets import preset
 from ddmi_lite.readout import CFCReadout
-from ddmi_lite.vae import D2CVAE
+from ddmi_lite.train import TrainConfig, load_or_train, model_settings
+from ddmi_lite.vae import D2CVAE, kl_weight
 
 
 @dataclass
 class ImageVAEConfig:
-    """Architecture and stage-1 training of the image D2C-VAE."""
+    """Architecture and stage-1 training of the image D2C-VAE; the defaults are the ``cpu`` preset.
 
-    net: Conv2dConfig = field(default_factory=Conv2dConfig)
+    Reference (§3): 256², ch 128, z 64×64×64, C_pe 64, readout width 256. ``cpu``: 32² emoji, a
+    32×8×8 latent, fields at 8/16/32 with C_pe 64, readout width 96; ≈ 0.4 s per step of 32 on two
+    cores, so 1,400 steps take about ten minutes (the budget is a safety stop at twice that).
+    """
+
+    net: Conv2dConfig = field(default_factory=lambda: Conv2dConfig(
+        ch=32, ch_mult=(1, 2, 4), num_res_blocks=1, z_channels=32, pe_channels=64))
     resolution: int = 32                  # training resolution (reference: 256)
-    hidden: int = 128                     # readout width (reference: 256)
+    hidden: int = 96                      # readout width (reference: 256)
     mode: str = "cfc"                     # readout.MODES
     scale_cond: bool = True               # render-scale conditioning (reference §1.6)
     recon: str = "l1"                     # reference: L1 summed over pixels
@@ -42,13 +53,41 @@ class ImageVAEConfig:
     # training resolution gives +0.4 dB held-out at 32² while keeping 2× renders sharp)
     multiscale_probs: tuple[float, float, float] = (0.6, 0.2, 0.2)
     hflip: bool = True
-    beta_max: float = 1e-3                # KL weight after annealing (sum-reduced losses; see configs)
-    steps: int = 2000
-    batch_size: int = 32
-    lr: float = 2e-3
-    warmup_steps: int = 100
-    ema_decay: float | None = None
-    max_time_s: float | None = None       # wall-clock budget of the training run
+    beta_max: float = 1e-3                # KL weight after annealing (sum-reduced losses)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(
+        steps=1400, batch_size=32, lr=2e-3, warmup_steps=100, max_time_s=1200.0))
+
+
+IMAGE_VAE_PRESETS = {
+    "smoke": dict(net=dict(ch=16, ch_mult=(1, 2, 2), z_channels=4, pe_channels=16, mid_attention=False), hidden=32,
+                  train=dict(steps=20, batch_size=8, warmup_steps=2, max_time_s=None)),
+    "gpu": dict(net=dict(ch=128, ch_mult=(1, 2, 2), num_res_blocks=2, z_channels=16), hidden=256,
+                train=dict(steps=20000, batch_size=64, lr=1e-3, warmup_steps=500, max_time_s=None)),
+}
+
+
+def image_vae_config(profile: str = "cpu", **overrides) -> ImageVAEConfig:
+    """The image D2C-VAE preset of ``profile`` (:mod:`ddmi_lite.presets`), with ``overrides``."""
+    return preset(ImageVAEConfig, profile, IMAGE_VAE_PRESETS, **overrides)
+
+
+# Latent diffusion on the image latents (notebooks 04, 05): LDMConfig's defaults are the cpu preset.
+IMAGE_LDM_PRESETS = {
+    "smoke": dict(model_channels=16, num_res_blocks=1, num_heads=2, mix_lr=5e-2, sample_steps=5, n_samples=64,
+                  sample_batch=64, n_sweep=32, feature_steps=20,
+                  sweep={"ddpm": (20,), "ddim": (5, 10), "dpmpp_2m": (3, 5), "heun": (3,)},
+                  train=dict(steps=30, batch_size=16, lr=1e-3, warmup_steps=3, ema_decay=0.9, precision="fp32",
+                             max_time_s=None)),
+    "gpu": dict(model_channels=128, channel_mult=(1, 2, 2), attention_resolutions=(4, 2), n_samples=5000,
+                sample_batch=1000, n_sweep=2000, feature_steps=2000,
+                train=dict(steps=40000, batch_size=128, lr=2e-4, warmup_steps=1000, ema_decay=0.9995,
+                           precision="fp32", max_time_s=None)),
+}
+
+
+def image_ldm_config(profile: str = "cpu", **overrides) -> LDMConfig:
+    """The latent-diffusion preset on image latents (reference: ADM UNet 224–256 channels, DDIM-50)."""
+    return preset(LDMConfig, profile, IMAGE_LDM_PRESETS, **overrides)
 
 
 def build_image_vae(cfg: ImageVAEConfig) -> D2CVAE:
@@ -171,7 +210,7 @@ def reconstruct(vae: D2CVAE, images01: torch.Tensor, *, size: int | None = None,
     """Posterior-mean reconstructions rendered at ``size`` (default: input size) → [0,1] ``[N,3,s,s]``."""
     size = size or images01.shape[-1]
     out = []
-    device = next(vae.parameters()).device
+    device = module_device(vae)
     for start in range(0, len(images01), batch_size):
         x = to_model_range(images01[start:start + batch_size].to(device))
         fields = vae.decode(vae.encode(x).mode())
@@ -179,61 +218,45 @@ def reconstruct(vae: D2CVAE, images01: torch.Tensor, *, size: int | None = None,
     return torch.cat(out)
 
 
-def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Per-image PSNR of values in [0,1]: ``10 log10(1 / MSE)`` → ``[N]``."""
-    if a.shape != b.shape:
-        raise DDMIError(f"psnr needs equal shapes, got {tuple(a.shape)} and {tuple(b.shape)}")
-    mse = (a.float() - b.float()).pow(2).flatten(1).mean(1).clamp_min(1e-12)
-    return 10.0 * torch.log10(1.0 / mse)
-
-
-def train_image_vae(vae: D2CVAE, cfg: ImageVAEConfig, pyramid: dict[int, torch.Tensor], *, device="cpu",
-                    ckpt_path=None, seed: int = 0, progress: bool = True, precision: str = "fp32",
-                    callback=None):
-    """Stage-1 training of the image D2C-VAE with the library's loop (KL annealed over the run)."""
-    from ddmi_lite.train import TrainConfig, train
-    from ddmi_lite.vae import kl_weight
-
+def image_vae_batches(cfg: ImageVAEConfig, pyramid: dict[int, torch.Tensor]):
+    """``batch_fn(step, generator)`` for :func:`ddmi_lite.train.train`: random emoji, §1.9 targets."""
     n = len(pyramid[cfg.resolution])
-    tcfg = TrainConfig(steps=cfg.steps, lr=cfg.lr, warmup_steps=cfg.warmup_steps, ema_decay=cfg.ema_decay,
-                       seed=seed, max_time_s=cfg.max_time_s, precision=precision,
-                       ckpt_every=max(cfg.steps // 4, 1), log_every=max(cfg.steps // 100, 1))
 
     def batch_fn(step: int, generator: torch.Generator) -> ImageBatch:
-        index = torch.randint(0, n, (cfg.batch_size,), generator=generator)
+        index = torch.randint(0, n, (cfg.train.batch_size,), generator=generator)
         return make_batch(pyramid, index, generator, resolution=cfg.resolution, multiscale=cfg.multiscale,
                           probs=cfg.multiscale_probs, hflip=cfg.hflip)
 
+    return batch_fn
+
+
+def image_vae_loss(cfg: ImageVAEConfig):
+    """``loss_fn(model, batch, step)``: the ELBO with β(t) annealed to ``cfg.beta_max`` over the run."""
+
     def loss_fn(model: D2CVAE, batch: ImageBatch, step: int):
-        beta = kl_weight(step, cfg.steps, beta_max=cfg.beta_max)
+        beta = kl_weight(step, cfg.train.steps, beta_max=cfg.beta_max)
         return model.loss(batch.x, batch.coords, batch.target, beta=beta, scale=batch.scale)
 
-    return train(vae, loss_fn, batch_fn, tcfg, device=device, ckpt_path=ckpt_path, progress=progress,
-                 desc="image D2C-VAE", callback=callback, run_config={"vae": _config_dict(cfg)})
+    return loss_fn
 
 
-def _config_dict(cfg) -> dict:
-    """The config a checkpoint is checked against on resume (the length and budget may change)."""
-    from dataclasses import asdict
-    return {k: v for k, v in asdict(cfg).items() if k not in ("steps", "max_time_s")}
+def train_image_vae(vae: D2CVAE, cfg: ImageVAEConfig, pyramid: dict[int, torch.Tensor], *, device="cpu",
+                    ckpt_path=None, seed: int = 0, progress: bool = True, callback=None):
+    """Stage-1 training of the image D2C-VAE (:func:`ddmi_lite.train.load_or_train`'s resume policy)."""
+    return load_or_train(vae, image_vae_loss(cfg), image_vae_batches(cfg, pyramid), replace(cfg.train, seed=seed),
+                         ckpt_path=ckpt_path, run_config={"vae": model_settings(cfg)}, device=device,
+                         progress=progress, desc="image D2C-VAE", callback=callback)
 
 
 def load_or_train_image_vae(cfg: ImageVAEConfig, *, ckpt_path, device="cpu", seed: int = 0,
-                            progress: bool = True, precision: str = "fp32"):
+                            progress: bool = True):
     """Train the image D2C-VAE on the emoji training split, or reuse a finished checkpoint.
 
-    Returns ``(vae in eval mode, TrainResult)``; ``result.resumed_from == cfg.steps`` means the
-    checkpoint was reused as is (notebooks say so).
+    Returns ``(vae in eval mode, TrainResult)``; ``result.resumed_from == result.steps_done``
+    means the checkpoint was reused as is (notebooks say so).
     """
-    from ddmi_lite.data import load_emoji
-    from ddmi_lite.train import spent_budget
-
-    left, step = spent_budget(ckpt_path, cfg.max_time_s)
-    if left is not None:  # the budget counts over every call: a run that spent it is finished
-        cfg = replace(cfg, max_time_s=max(left, 1e-3), steps=step if left <= 0.02 * cfg.max_time_s else cfg.steps)
     vae = build_image_vae(cfg).to(device)
     larger = [load_emoji(r, "train") for r in (48, 64)] if cfg.multiscale else []
     pyramid = build_pyramid(load_emoji(cfg.resolution, "train"), *larger)
-    result = train_image_vae(vae, cfg, pyramid, device=device, ckpt_path=ckpt_path, seed=seed,
-                             progress=progress, precision=precision)
+    result = train_image_vae(vae, cfg, pyramid, device=device, ckpt_path=ckpt_path, seed=seed, progress=progress)
     return vae.eval(), result

@@ -4,32 +4,28 @@
   centres (deterministic), any resolution (the field is continuous: the intrinsics scale with it).
 * :func:`reconstruct_views`: posterior-mean reconstructions of objects from their coloured cloud,
   rendered from their own cameras (the scoring of held-out views by PSNR and SSIM).
-* :func:`turntable_poses` / :func:`save_gif`: novel views on a circle around the object, as an
-  animated GIF (PIL, atomic write).
+* :func:`turntable_poses`: novel views on a circle around the object (write them as an animated
+  GIF with :func:`ddmi_lite.io.save_gif`).
 * :func:`density_volume` / :func:`density_mesh`: σ on a dense grid over the cube and its
   marching-cubes surface at a density level (for k3d and a static picture).
 """
 
 from __future__ import annotations
 
-import io
 import math
-from pathlib import Path
 
 import numpy as np
 import torch
 from einops import rearrange
 
-from ddmi_lite.domains import shape_geometry as geo
-from ddmi_lite.domains.nerf import BOX, ViewTensors, encoder_input, render_rays
-from ddmi_lite.domains.rays import camera_rays, look_at
-from ddmi_lite.domains.shape import encode_means
+from ddmi_lite.geometry import BOX
+from ddmi_lite.device import module_device
+from ddmi_lite import geometry as geo
+from ddmi_lite.domains.nerf import ViewTensors, encoder_input, render_rays
+from ddmi_lite.vae import encode_means
 from ddmi_lite.errors import DDMIError
+from ddmi_lite.rays import camera_rays, look_at
 from ddmi_lite.vae import D2CVAE
-
-
-def _device_of(module: torch.nn.Module) -> torch.device:
-    return next(module.parameters()).device
 
 
 def scale_intrinsics(intrinsics: torch.Tensor, from_size: int, to_size: int) -> torch.Tensor:
@@ -42,7 +38,7 @@ def render_views(vae: D2CVAE, z: torch.Tensor, poses: torch.Tensor, intrinsics, 
                  near: float = 0.9, far: float = 2.7, chunk: int = 4096) -> torch.Tensor:
     """Render latents ``z [n, 3, c, h, w]`` from cameras ``poses [n, V, 4, 4]`` (or shared ``[V, 4, 4]``)
     with ``intrinsics`` (fx, fy, cx, cy) for ``size × size`` images → ``[n, V, 3, size, size]`` in [0, 1] (CPU)."""
-    device, out = _device_of(vae), []
+    device, out = module_device(vae), []
     if poses.ndim == 3:
         poses = poses[None].expand(len(z), -1, -1, -1)
     if poses.ndim != 4 or poses.shape[0] != len(z):
@@ -82,32 +78,11 @@ def turntable_poses(frames: int = 24, *, radius: float = 1.8, elevation: float =
     return torch.stack([look_at(eye) for eye in eyes])
 
 
-def save_gif(frames: torch.Tensor, path, *, duration_ms: int = 80, scale: int = 1) -> Path:
-    """Frames ``[F, 3, H, W]`` in [0, 1] → a looping animated GIF at ``path`` (written atomically)."""
-    from PIL import Image
-
-    from ddmi_lite.checkpoint import atomic_write
-
-    path = Path(path)
-    if path.suffix.lower() != ".gif":
-        raise DDMIError(f"GIF path {path} must end with .gif")
-    if frames.ndim != 4 or frames.shape[1] != 3 or len(frames) < 1:
-        raise DDMIError(f"frames must be [F, 3, H, W] with F >= 1, got {tuple(frames.shape)}")
-    arr = (rearrange(frames.clamp(0, 1), "f c h w -> f h w c").numpy() * 255).round().astype(np.uint8)
-    images = [Image.fromarray(a).resize((a.shape[1] * scale, a.shape[0] * scale), Image.Resampling.NEAREST)
-              for a in arr]
-    buffer = io.BytesIO()
-    images[0].save(buffer, format="GIF", save_all=True, append_images=images[1:], duration=duration_ms, loop=0)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, buffer.getvalue())
-    return path
-
-
 @torch.no_grad()
 def density_volume(vae: D2CVAE, z: torch.Tensor, resolution: int = 48) -> torch.Tensor:
-    """σ = softplus(raw) of one latent ``[3, c, h, w]`` on :func:`shape_geometry.dense_grid` (the cube
+    """σ = softplus(raw) of one latent ``[3, c, h, w]`` on :func:`ddmi_lite.geometry.dense_grid` (the cube
     [−0.55, 0.55]³, x slowest) → [R, R, R]. The density does not depend on the view direction."""
-    device = _device_of(vae)
+    device = module_device(vae)
     fields = vae.decode(z[None].to(device))
 
     def fn(points: torch.Tensor) -> torch.Tensor:  # object points [n, 3] → σ [n]
@@ -127,7 +102,7 @@ def density_mesh(vae: D2CVAE, z: torch.Tensor, *, resolution: int = 48, level: f
     mesh = geo.extract_mesh(density_volume(vae, z, resolution), level=level)
     if mesh.is_empty:
         return mesh
-    device = _device_of(vae)
+    device = module_device(vae)
     fields = vae.decode(z[None].to(device))
     verts = torch.tensor(np.array(mesh.vertices), dtype=torch.float32)
     normals = torch.tensor(np.array(mesh.vertex_normals), dtype=torch.float32)
@@ -142,7 +117,6 @@ __all__ = [
     "density_volume",
     "reconstruct_views",
     "render_views",
-    "save_gif",
     "scale_intrinsics",
     "turntable_poses",
 ]

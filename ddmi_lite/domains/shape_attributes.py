@@ -15,22 +15,24 @@ some categories (label −1 elsewhere, ignored by the loss and by the accuracy):
 
 Loss: L = Σ_heads CE(logits_h, y_h) over the objects where y_h ≠ −1. Accuracy of a set of
 predictions: correct / applicable over every (object, head) pair whose target applies.
-Grids are the occupancy of :func:`ddmi_lite.domains.shape_geometry.dense_grid` points (index
+Grids are the occupancy of :func:`ddmi_lite.geometry.dense_grid` points (index
 [x, y, z]), 1 inside; a generated shape enters as its occupancy probabilities σ(logits).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ddmi_lite.data.shapes import CATEGORIES, generate_shape
-from ddmi_lite.domains import shape_geometry as geo
+from ddmi_lite.data.furniture import CATEGORIES, generate_shape
+from ddmi_lite.device import module_device
+from ddmi_lite import geometry as geo
 from ddmi_lite.errors import DDMIError
+from ddmi_lite.train import TrainConfig, load_or_train, model_settings
 
 HEADS: dict[str, tuple[str, ...]] = {
     "category": CATEGORIES,
@@ -86,12 +88,12 @@ def gt_occupancy_grids(ids: list[str], resolution: int = 32, *, seed: int = 0) -
 
 @dataclass
 class AttributeClassifierConfig:
+    """The 3D CNN that scores generated shapes' attributes (notebook 07); the defaults are ``cpu``."""
+
     resolution: int = 32            # occupancy grid size R (R³ inputs)
     width: int = 16                 # channels of the first conv
-    steps: int = 400
-    batch_size: int = 32
-    lr: float = 2e-3
-    max_time_s: float | None = None
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(
+        steps=300, batch_size=32, lr=2e-3, warmup_steps=20, weight_decay=1e-4, max_time_s=180.0))
 
 
 class AttributeClassifier(nn.Module):
@@ -137,16 +139,13 @@ def classifier_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 def train_attribute_classifier(grids: torch.Tensor, labels: torch.Tensor, cfg: AttributeClassifierConfig, *,
                                device="cpu", ckpt_path=None, seed: int = 0, progress: bool = True):
     """Fit the classifier on ground-truth grids (augmented by mirroring x ↦ −x); returns (model, TrainResult)."""
-    from ddmi_lite.train import TrainConfig, train
-
     if len(grids) != len(labels):
         raise DDMIError(f"{len(grids)} grids but {len(labels)} label rows")
     model = AttributeClassifier(resolution=cfg.resolution, width=cfg.width)
-    tcfg = TrainConfig(steps=cfg.steps, lr=cfg.lr, warmup_steps=min(20, cfg.steps // 10), seed=seed,
-                       weight_decay=1e-4, max_time_s=cfg.max_time_s, log_every=max(cfg.steps // 50, 1))
+    tcfg = replace(cfg.train, seed=seed)
 
     def batch_fn(step: int, generator: torch.Generator):
-        index = torch.randint(0, len(grids), (cfg.batch_size,), generator=generator)
+        index = torch.randint(0, len(grids), (tcfg.batch_size,), generator=generator)
         x = grids[index].float()
         flip = torch.rand(len(index), generator=generator) < 0.5
         x = torch.where(flip[:, None, None, None], x.flip(1), x)  # mirror in x: attributes unchanged
@@ -156,15 +155,16 @@ def train_attribute_classifier(grids: torch.Tensor, labels: torch.Tensor, cfg: A
         loss = classifier_loss(m(batch["x"]), batch["y"])
         return loss, {}
 
-    result = train(model, loss_fn, batch_fn, tcfg, device=device, ckpt_path=ckpt_path, progress=progress,
-                   desc="attribute classifier", run_config={"classifier": asdict(cfg), "n_train": len(grids)})
+    result = load_or_train(model, loss_fn, batch_fn, tcfg, ckpt_path=ckpt_path, device=device, progress=progress,
+                           desc="attribute classifier", run_config={"classifier": model_settings(cfg),
+                                                                    "n_train": len(grids)})
     return model.eval(), result
 
 
 @torch.no_grad()
 def predict_attributes(model: AttributeClassifier, grids: torch.Tensor, *, batch_size: int = 64) -> torch.Tensor:
     """Class index per head ``[N, H]`` for occupancy grids [N, R, R, R] in [0, 1]."""
-    device, out = next(model.parameters()).device, []
+    device, out = module_device(model), []
     for start in range(0, len(grids), batch_size):
         logits = model(grids[start:start + batch_size].to(device).float())
         out.append(torch.stack([p.argmax(-1) for p in split_logits(logits)], dim=-1).cpu())

@@ -32,6 +32,7 @@ from pathlib import Path
 import pytest
 
 from ddmi_lite import reproduce
+from ddmi_lite.notebook import NOTEBOOKS_DIR, REPO_ROOT
 
 pytestmark = pytest.mark.browser
 if os.environ.get("DDMI_BROWSER_TEST") != "1":
@@ -43,9 +44,9 @@ if BROWSER is None:
     pytest.skip("no chromium-headless-shell / chromium binary: run `make browser-deps`", allow_module_level=True)
 playwright_api = pytest.importorskip("playwright.sync_api", reason="`make browser-deps` installs playwright")
 
-SCREENSHOTS = reproduce.REPO_ROOT / "runs" / "browser"
+SCREENSHOTS = REPO_ROOT / "runs" / "browser"
 WANTED = ("03_d2c_vae", "10_ablations")
-NOTEBOOKS = [n for n in WANTED if (reproduce.NOTEBOOKS_DIR / f"{n}.py").is_file()]
+NOTEBOOKS = [n for n in WANTED if (NOTEBOOKS_DIR / f"{n}.py").is_file()]
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 NB = ".jp-NotebookPanel:not(.lm-mod-hidden)"  # the notebook in the current tab
@@ -80,7 +81,7 @@ def lab_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("lab")
     for name in NOTEBOOKS:
         out = root / "runs" / "smoke" / name
-        reproduce.run_notebook(reproduce.NOTEBOOKS_DIR / f"{name}.py", profile="smoke", out_dir=out,
+        reproduce.run_notebook(NOTEBOOKS_DIR / f"{name}.py", profile="smoke", out_dir=out,
                                device="cpu", progress=False)
         shutil.copy(out / f"{name}.ipynb", root / f"{name}.ipynb")
     return root

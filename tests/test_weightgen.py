@@ -7,16 +7,13 @@ import math
 import pytest
 import torch
 
-from ddmi_lite.baselines import (
-    FourierFeatures,
-    WeightGenConfig,
-    build_image_weightgen,
-    build_shape_weightgen,
-)
-from ddmi_lite.configs import ablation_config
-from ddmi_lite.domains.image import train_image_vae
+from ddmi_lite.ablations import ablation_config
+from ddmi_lite.domains.image import reconstruct, train_image_vae
 from ddmi_lite.domains.shape import ShapeTensors, train_shape_vae
 from ddmi_lite.errors import DDMIError
+from ddmi_lite.metrics import psnr
+from ddmi_lite.presets import override
+from ddmi_lite.weightgen import FourierFeatures, WeightGenConfig, build_image_weightgen, build_shape_weightgen
 
 
 def synthetic_shapes(n: int = 6, q: int = 200, s: int = 150, seed: int = 0) -> ShapeTensors:
@@ -62,7 +59,7 @@ def test_image_baseline_trains_through_the_image_loop(tmp_path):
     before = _snapshot(model)
     pyramid = {32: torch.rand(8, 3, 32, 32, generator=torch.Generator().manual_seed(0))}
     result = train_image_vae(model, cfg, pyramid, ckpt_path=tmp_path / "wg", progress=False)
-    assert result.steps_done == cfg.steps and all(math.isfinite(h["loss"]) for h in result.history)
+    assert result.steps_done == cfg.train.steps and all(math.isfinite(h["loss"]) for h in result.history)
     assert _changed(before, model)
     # the latent reaches the readout once the shift map has moved off its zero initialisation
     assert model.decoder.linear.weight.abs().sum() > 0
@@ -81,11 +78,10 @@ def test_baseline_learns_one_image():
     """A short overfit: the modulated MLP over Fourier features fits a smooth image far better than at the start."""
     torch.manual_seed(0)
     cfg = ablation_config("smoke").image
-    cfg.steps, cfg.lr, cfg.batch_size, cfg.warmup_steps, cfg.hflip = 80, 5e-3, 2, 5, False
+    cfg = override(cfg, hflip=False, train=dict(steps=80, lr=5e-3, batch_size=2, warmup_steps=5))
     model = build_image_weightgen(cfg, WeightGenConfig(hidden=32, n_layers=3, n_freqs=3))
     yy, xx = torch.meshgrid(torch.linspace(0, 1, 32), torch.linspace(0, 1, 32), indexing="ij")
     img = torch.stack([xx, yy, 0.5 * (xx + yy)])[None].repeat(2, 1, 1, 1)
-    from ddmi_lite.domains.image import psnr, reconstruct
     start = psnr(reconstruct(model, img), img).mean()
     train_image_vae(model, cfg, {32: img}, progress=False)
     end = psnr(reconstruct(model.eval(), img), img).mean()

@@ -1,4 +1,4 @@
-"""Camera rays and volume rendering for the NeRF domain (reference §1.7, §1.9).
+"""Camera rays and volume rendering: the geometry of the NeRF data and domain (reference §1.7, §1.9).
 
 Camera convention: **OpenCV, as in SRN** (Sitzmann et al. 2019, the SRN-cars files). A pose is
 a 4×4 *camera-to-world* matrix [R | t]: the columns of R are the camera's axes in world

@@ -3,8 +3,9 @@
 * :func:`dense_grid` — ONet's ``make_3d_grid`` over the unit cube with padding 0.1: every axis is
   ``linspace(−0.55, 0.55, R)``, flattened in ``ij`` order (x slowest), so ``values.reshape(R,R,R)``
   is indexed ``[i_x, i_y, i_z]``.
-* :func:`evaluate_occupancy` — any ``fn(points [N,3]) → [N]`` over that grid, one chunk of points
-  at a time (memory is bounded by ``chunk``, not by R³).
+* :func:`evaluate_occupancy` — any ``fn(points [N,3]) → [N]`` (or ``[k, N]`` for k fields) over
+  that grid, one chunk of points at a time (memory is bounded by ``chunk``, not by R³): the one
+  dense-grid path of the library (shape occupancy, NeRF density, the benchmark's grid).
 * :func:`extract_mesh` — marching cubes at occupancy probability 0.2 (logit ln(0.2/0.8) ≈ −1.386),
   the reference's threshold (§1.7). The volume is padded with one layer below the level, as ONet
   does, so a shape touching the box still gives a closed mesh.
@@ -34,22 +35,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import trimesh
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from skimage.measure import marching_cubes
 
-from ddmi_lite.data.emoji import _write_atomic
 from ddmi_lite.device import resolve_device
 from ddmi_lite.errors import DDMIError
+from ddmi_lite.io import atomic_write
 
-BOX = 0.55                       # half side of the padded cube [-0.55, 0.55]³
+BOX = 0.55                       # half side of the padded cube [-0.55, 0.55]³ the fields cover (ONet: [-0.5, 0.5]³ + 0.1)
+
 THRESHOLD = 0.2                  # occupancy probability of the surface (reference §1.7)
 MESH_FORMATS = (".ply", ".glb", ".obj", ".stl", ".off")
-
-
-def _trimesh():
-    try:
-        import trimesh
-    except ImportError as err:  # pragma: no cover - declared in the notebooks extra
-        raise DDMIError("meshes need the PyPI package 'trimesh' (pip install trimesh)") from err
-    return trimesh
 
 
 def _check_resolution(resolution) -> int:
@@ -73,33 +71,46 @@ def dense_grid(resolution: int, *, padding: float = 0.1) -> torch.Tensor:
 
 
 def evaluate_occupancy(fn, resolution: int, *, padding: float = 0.1, chunk: int = 65536,
-                       device: str | torch.device = "cpu") -> torch.Tensor:
+                       device: str | torch.device = "cpu", out_device: str | torch.device = "cpu",
+                       batch: bool = False) -> torch.Tensor:
     """Evaluate ``fn(points [n,3] tensor on device) → [n]`` (logits, probabilities or booleans;
-    a tensor or a numpy array) over :func:`dense_grid` in chunks → float32 [R,R,R] on the CPU."""
+    a tensor or a numpy array) over :func:`dense_grid` in chunks of at most ``chunk`` points →
+    float32 [R,R,R] on ``out_device``. The points of a chunk are built on ``device``, so the
+    working memory is O(chunk), not O(R³). ``padding=1`` gives the corner-aligned grid of [−1, 1]³.
+
+    With ``batch=True``, ``fn`` reads k fields at the same points, ``[k, n]``, → [k,R,R,R]."""
     r = _check_resolution(resolution)
     if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
         raise DDMIError(f"chunk={chunk!r} must be a positive int")
-    device = resolve_device(device)
-    axis = _axis(r, padding)
+    device, out_device = resolve_device(device), resolve_device(out_device)
+    axis = _axis(r, padding).to(device)
     total = r ** 3
-    out = torch.empty(total, dtype=torch.float32)
+    out = None  # [k, R³], allocated once the first chunk tells k
     with torch.no_grad():
         for start in range(0, total, chunk):
-            idx = torch.arange(start, min(start + chunk, total))
+            idx = torch.arange(start, min(start + chunk, total), device=device)
             i, j, k = idx // (r * r), (idx // r) % r, idx % r  # flat index → (x, y, z) indices
-            points = torch.stack([axis[i], axis[j], axis[k]], dim=-1).to(device)  # [n,3]
+            points = torch.stack([axis[i], axis[j], axis[k]], dim=-1)  # [n,3]
             values = fn(points)
             values = torch.as_tensor(np.asarray(values) if not torch.is_tensor(values) else values)
-            values = values.detach().reshape(-1).to("cpu", torch.float32)  # [n] (accepts [n,1])
-            if values.numel() != len(idx):
+            values = values.detach().to(out_device, torch.float32)
+            if batch and (values.ndim != 2 or values.shape[1] != len(idx)):
+                raise DDMIError(f"fn returned values of shape {tuple(values.shape)} for {len(idx)} points; "
+                                f"batch=True expects [k, {len(idx)}]")
+            if not batch and values.numel() != len(idx):
                 raise DDMIError(f"fn returned {values.numel()} values for {len(idx)} points; expected one per point")
-            out[start:start + len(idx)] = values
-    return out.reshape(r, r, r)  # [R,R,R]
+            values = values.reshape(-1, len(idx))  # [k, n] ([n] and [n,1] give k = 1)
+            if out is None:
+                out = torch.empty(values.shape[0], total, dtype=torch.float32, device=out_device)
+            elif values.shape[0] != out.shape[0]:
+                raise DDMIError(f"fn returned {values.shape[0]} fields for one chunk, {out.shape[0]} for the first")
+            out[:, start:start + len(idx)] = values
+    return out.reshape(-1, r, r, r) if batch else out.reshape(r, r, r)  # [k,R,R,R] or [R,R,R]
 
 
 def empty_mesh():
     """A mesh with no vertices (what :func:`extract_mesh` returns when nothing is inside)."""
-    return _trimesh().Trimesh(vertices=np.zeros((0, 3)), faces=np.zeros((0, 3), dtype=np.int64), process=False)
+    return trimesh.Trimesh(vertices=np.zeros((0, 3)), faces=np.zeros((0, 3), dtype=np.int64), process=False)
 
 
 def extract_mesh(volume, *, threshold: float = THRESHOLD, logits: bool = False, level: float | None = None,
@@ -110,8 +121,6 @@ def extract_mesh(volume, *, threshold: float = THRESHOLD, logits: bool = False, 
     probabilities, or ``ln(t / (1 − t))`` when ``logits=True``. Inside = values above the level.
     Returns a ``trimesh.Trimesh`` with outward faces; ``mesh.is_empty`` when nothing is inside.
     """
-    from skimage.measure import marching_cubes
-
     vol = np.asarray(volume.detach().cpu() if torch.is_tensor(volume) else volume, dtype=np.float32)
     if vol.ndim != 3 or min(vol.shape) < 2:
         raise DDMIError(f"volume has shape {vol.shape}; expected [R, R, R] with R ≥ 2")
@@ -127,7 +136,7 @@ def extract_mesh(volume, *, threshold: float = THRESHOLD, logits: bool = False, 
     padded = np.pad(vol, 1, constant_values=level - 1e6)  # as ONet: closes the mesh on the box's faces
     verts, faces, _, _ = marching_cubes(padded, level=level, spacing=spacing, allow_degenerate=False)
     verts = verts - np.asarray(spacing) - box  # padded index i' ↦ −box + (i' − 1)·h
-    mesh = _trimesh().Trimesh(vertices=verts, faces=faces, process=False)
+    mesh = trimesh.Trimesh(vertices=verts, faces=faces, process=False)
     if mesh.volume < 0:  # make the faces point outwards
         mesh.invert()
     return mesh
@@ -170,7 +179,7 @@ def export_mesh(mesh, path: str | os.PathLike) -> Path:
     if mesh.is_empty:
         raise DDMIError(f"cannot write an empty mesh to {path} (nothing was inside the level set)")
     data = mesh.export(file_type=suffix[1:])
-    _write_atomic(path, data.encode() if isinstance(data, str) else data)
+    atomic_write(path, data.encode() if isinstance(data, str) else data, durable=False)
     return path
 
 
@@ -178,7 +187,7 @@ def sample_surface(mesh, n: int, *, seed: int = 0) -> np.ndarray:
     """``n`` points uniform on the mesh surface (area-weighted) → float32 [n, 3]."""
     if mesh.is_empty or len(mesh.faces) == 0:
         raise DDMIError("cannot sample points from an empty mesh")
-    points, _ = _trimesh().sample.sample_surface(mesh, int(n), seed=seed)
+    points, _ = trimesh.sample.sample_surface(mesh, int(n), seed=seed)
     return np.asarray(points, dtype=np.float32)
 
 
@@ -264,8 +273,6 @@ def render_meshes_grid(meshes, path: str | os.PathLike, *, titles=None, ncols: i
                        elevation: float = 20.0, azimuth: float = 30.0, radius: float = 0.75,
                        color=(0.55, 0.7, 0.9), title_width: int = 36) -> Path:
     """One view of each mesh in a grid, with wrapped titles, saved as a PNG (atomically)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
 
     path = Path(path)
     if path.suffix.lower() != ".png":
@@ -292,7 +299,7 @@ def render_meshes_grid(meshes, path: str | os.PathLike, *, titles=None, ncols: i
             ax.set_title(textwrap.fill(str(titles[i]), title_width), fontsize=7, pad=2)
     buffer = io.BytesIO()
     canvas.print_png(buffer)
-    _write_atomic(path, buffer.getvalue())
+    atomic_write(path, buffer.getvalue(), durable=False)
     return path
 
 
@@ -300,7 +307,7 @@ def k3d_scene(items, *, colors=None, spacing: float = 1.2, point_size: float = 0
     """An interactive k3d plot of meshes (anything with ``vertices``/``faces``) and point clouds
     ([N,3] arrays or tensors), laid out side by side along x; y is up."""
     try:
-        import k3d
+        import k3d  # optional ("notebooks" extra): only the interactive view needs it
     except ImportError as err:  # pragma: no cover - declared in the notebooks extra
         raise DDMIError("interactive 3D views need the PyPI package 'k3d' (pip install k3d)") from err
     if hasattr(items, "vertices") or torch.is_tensor(items) or isinstance(items, np.ndarray):

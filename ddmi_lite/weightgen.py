@@ -29,7 +29,9 @@ from torch import nn
 
 from ddmi_lite import fields as F_fields
 from ddmi_lite.errors import DDMIError
-from ddmi_lite.readout import _activation
+from ddmi_lite.nets.conv2d import Encoder2D
+from ddmi_lite.nets.triplane import TriplaneEncoder
+from ddmi_lite.readout import activation
 from ddmi_lite.vae import D2CVAE
 
 
@@ -93,7 +95,7 @@ class ModulatedMLP(nn.Module):
         dims = [self.encoding.out_dim] + [cfg.hidden] * cfg.n_layers
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(dims))
         self.head = nn.Linear(cfg.hidden, out_dim)
-        self.act = _activation(cfg.act)
+        self.act = activation(cfg.act)
 
     def forward(self, coords: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
         """``coords [B|1, N, D]``, ``shifts [B, L, H]`` → ``[B, N, out_dim]``."""
@@ -132,8 +134,6 @@ class WeightGenVAE(D2CVAE):
 
 def build_image_weightgen(cfg, wg: WeightGenConfig | None = None) -> WeightGenVAE:
     """The image baseline: ``Encoder2D`` of ``cfg.net`` (an ImageVAEConfig), latent ``[z, R/f, R/f]``."""
-    from ddmi_lite.nets.conv2d import Encoder2D
-
     enc = Encoder2D(cfg.net)
     r = cfg.resolution // enc.downsample_factor
     return WeightGenVAE(enc, (cfg.net.z_channels, r, r), wg, layout="plane", out_dim=cfg.net.in_channels,
@@ -142,8 +142,6 @@ def build_image_weightgen(cfg, wg: WeightGenConfig | None = None) -> WeightGenVA
 
 def build_shape_weightgen(cfg, wg: WeightGenConfig | None = None) -> WeightGenVAE:
     """The shape baseline: PointNet + ``TriplaneEncoder`` of ``cfg.net`` (a ShapeVAEConfig), latent ``[3, z, h, w]``."""
-    from ddmi_lite.nets.triplane import TriplaneEncoder
-
     net = cfg.net.check()
     return WeightGenVAE(TriplaneEncoder(net), net.latent_shape, wg, layout="triplane", out_dim=1, recon="bce",
                         moments_dim=2)
