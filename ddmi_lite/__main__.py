@@ -11,13 +11,14 @@ import argparse
 import sys
 from typing import Sequence
 
+from ddmi_lite import __version__
 from ddmi_lite.bench import bench_main
 from ddmi_lite.data import prepare_emoji, prepare_moving_emoji, prepare_shapes, prepare_views
 from ddmi_lite.device import resolve_device
 from ddmi_lite.domains.nerf import nerf_vae_config
 from ddmi_lite.errors import DDMIError
 from ddmi_lite.notebook import select_notebooks
-from ddmi_lite.presets import PROFILES, check_profile
+from ddmi_lite.presets import PROFILES, check_profile, check_profile_device
 from ddmi_lite.report import write_report
 from ddmi_lite.reproduce import run_all
 
@@ -29,6 +30,7 @@ DATASETS = ("emoji", "shapes", "video", "views")
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="DDMI-lite: reproduce the paper's experiments.")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="{reproduce,data,bench}")
 
     rep = commands.add_parser("reproduce", help="execute the notebooks under a profile and write the report")
@@ -58,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _bench(args: argparse.Namespace) -> int:
     try:
-        check_profile(args.profile)
+        check_profile_device(args.profile, resolve_device(args.device))
         path = bench_main(args.profile, args.device, args.out, progress=args.progress)
     except DDMIError as err:
         _error(str(err))
@@ -75,7 +77,7 @@ def _reproduce(args: argparse.Namespace) -> int:
     try:  # argument errors first, before anything runs
         check_profile(args.profile)
         select_notebooks(args.only)
-        resolve_device(args.device)  # an unknown or unavailable device fails before any notebook
+        check_profile_device(args.profile, resolve_device(args.device))  # an unknown or unavailable device fails before any notebook
     except DDMIError as err:
         _error(str(err))
         return 2

@@ -22,6 +22,7 @@ bytes the call added (exact for torch tensors; Python objects are not counted).
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -272,9 +273,21 @@ def run_bench(profile: str = "cpu", device="auto", *, cfg: BenchConfig | None = 
 
 
 def bench_main(profile: str = "cpu", device="auto", out=None, *, progress: bool = True) -> Path:
-    """``python -m ddmi_lite bench``: run, write ``bench.json`` (atomic) and ``bench.png`` beside it."""
-    result = run_bench(profile, device, progress=progress)
+    """``python -m ddmi_lite bench``: run, write ``bench.json`` (atomic) and ``bench.png`` beside it.
+
+    ``out`` is checked before the bench runs: a ``.json`` path (the figure takes the same name with
+    ``.png``, so another suffix would have the plot overwrite the numbers) in a folder that can be written.
+    """
     out = Path(out) if out else Path("runs") / profile / "bench.json"
+    if out.is_dir():
+        raise DDMIError(f"--out {str(out)!r} is a folder; give a .json file path")
+    if out.suffix.lower() != ".json":
+        raise DDMIError(f"--out {str(out)!r} must end in .json (the figure is written beside it as "
+                        f"{out.with_suffix('.png').name})")
+    folder = next((p for p in out.absolute().parents if p.exists()), None)
+    if folder is None or not folder.is_dir() or not os.access(folder, os.W_OK):
+        raise DDMIError(f"--out {str(out)!r}: {str(folder)!r} is not a folder that can be written")
+    result = run_bench(profile, device, progress=progress)
     write_json(out, result)
     plot_bench(result, out.with_suffix(".png"))
     return out

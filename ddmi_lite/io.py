@@ -125,6 +125,42 @@ def read_json_or_none(path: str | os.PathLike) -> dict[str, Any] | None:
 
 # ----------------------------------------------------------------------------- npz and checksums
 
+MARKER = ".ddmi_lite"  # written first into every folder a prepare step makes
+
+
+def is_foreign_folder(root: str | os.PathLike) -> bool:
+    """True for an existing, non-empty folder that ddmi_lite did not make: a user's data set.
+
+    Ours hold the :data:`MARKER` file, or (caches made before the marker existed) a
+    ``manifest.json`` with the ``settings`` or the OpenMoji ``credit`` that the prepare steps record.
+    """
+    root = Path(root)
+    if not root.is_dir() or (root / MARKER).is_file() or not any(root.iterdir()):
+        return False
+    manifest = read_json_or_none(root / "manifest.json")
+    return not (isinstance(manifest, dict) and {"settings", "credit"} & set(manifest))
+
+
+def claim_folder(root: str | os.PathLike, *, what: str = "data") -> Path:
+    """The folder ``root`` for a prepare step to write into: made (and marked) here, or one made before.
+
+    The library never writes into a folder it did not make: a user's folder
+    (:func:`is_foreign_folder`) is refused, naming it. The marker is written before any other
+    file, so a prepare that was interrupted can be run again.
+    """
+    root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise DDMIError(f"{what} folder {str(root)!r} is a file, not a folder")
+    if is_foreign_folder(root):
+        raise DDMIError(f"refusing to write {what} into {str(root)!r}: it holds files that ddmi_lite did not "
+                        f"write (no {MARKER} marker and no ddmi_lite manifest.json); give an empty or new "
+                        f"folder, or read your data set from it without preparing")
+    if not (root / MARKER).is_file():  # an idempotent prepare writes nothing
+        atomic_write(root / MARKER, b"made by ddmi_lite; prepare steps write only into folders marked so\n",
+                     durable=False)
+    return root
+
+
 def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
     """An .npz (zip of .npy) with fixed timestamps and attributes: same arrays → same bytes."""
     buffer = io.BytesIO()

@@ -22,7 +22,7 @@ from typing import Any
 from ddmi_lite.device import resolve_device, seed_everything
 from ddmi_lite.errors import DDMIError
 from ddmi_lite.io import write_json
-from ddmi_lite.presets import check_profile
+from ddmi_lite.presets import check_profile, check_profile_device
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
@@ -95,6 +95,7 @@ def start_notebook(name: str, profile: str, device: str = "auto", seed: int = 0,
     the profile (``runs/<profile>/checkpoints``). Prints one line saying so.
     """
     torch_device = resolve_device(device)
+    check_profile_device(profile, torch_device)
     generator = seed_everything(seed)
     out = notebook_out_dir(name, profile, out_dir)
     print(f"profile={profile} device={torch_device} seed={seed} out={out}")

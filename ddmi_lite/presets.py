@@ -20,6 +20,8 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
+import torch
+
 from ddmi_lite.errors import DDMIError
 
 PROFILES = ("smoke", "cpu", "gpu")
@@ -31,6 +33,15 @@ def check_profile(profile: str) -> str:
     """Return ``profile`` if it is a known preset name, else raise naming the allowed ones."""
     if profile not in PROFILES:
         raise DDMIError(f"profile={profile!r} is not one of {PROFILES}")
+    return profile
+
+
+def check_profile_device(profile: str, device: torch.device | str) -> str:
+    """Refuse the ``gpu`` profile on a device that is not a CUDA GPU: its models are sized for one."""
+    check_profile(profile)
+    if profile == "gpu" and torch.device(device).type != "cuda":
+        raise DDMIError(f"profile='gpu' trains models sized for a CUDA GPU, but the device is {str(device)!r} "
+                        f"(torch.cuda.is_available() is {torch.cuda.is_available()}); use profile 'cpu' here")
     return profile
 
 

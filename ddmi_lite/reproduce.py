@@ -76,7 +76,7 @@ def run_notebook(
     parameters = {"PROFILE": profile, "DEVICE": str(device), "SEED": int(seed), "OUT_DIR": str(out_dir)}
     start = time.perf_counter()
     try:
-        with tempfile.TemporaryDirectory(prefix="ddmi_nb_") as tmp, _kernel_imports_this_package():
+        with tempfile.TemporaryDirectory(prefix="ddmi_nb_") as tmp, _kernel_environment():
             input_nb = Path(tmp) / f"{name}.ipynb"
             jupytext.write(nb, input_nb, fmt="ipynb")
             papermill.execute_notebook(
@@ -112,20 +112,27 @@ def run_notebook(
 
 
 @contextmanager
-def _kernel_imports_this_package() -> Iterator[None]:
-    """Put this package's parent folder first on the kernel's PYTHONPATH (it inherits our env).
+def _kernel_environment() -> Iterator[None]:
+    """The environment the kernel inherits, for the duration of one notebook.
 
-    The kernel then imports the same ``ddmi_lite`` as the caller, installed or not.
+    This package's parent folder goes first on ``PYTHONPATH``, so the kernel imports the same
+    ``ddmi_lite`` as the caller, installed or not; a relative ``DDMI_DATA_DIR`` is made absolute
+    against the caller's working folder (the kernel runs in ``notebooks/``, where it would point
+    elsewhere and have the data prepared again there).
     """
-    old = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), *([old] if old else [])])
+    changes = {"PYTHONPATH": os.pathsep.join([str(REPO_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    if os.environ.get("DDMI_DATA_DIR"):
+        changes["DDMI_DATA_DIR"] = str(Path(os.environ["DDMI_DATA_DIR"]).expanduser().absolute())
+    old = {k: os.environ.get(k) for k in changes}
+    os.environ.update(changes)
     try:
         yield
     finally:
-        if old is None:
-            os.environ.pop("PYTHONPATH", None)
-        else:
-            os.environ["PYTHONPATH"] = old
+        for key, value in old.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def _record_source(jupytext, executed: Path, source: Path) -> None:

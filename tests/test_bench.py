@@ -150,3 +150,15 @@ def test_compile_flag_trains_like_eager(device):
     for p, q in zip(a.parameters(), b.parameters()):
         torch.testing.assert_close(p, q, atol=1e-4, rtol=1e-3)
     assert rb.history[-1]["loss"] < 0.5 * rb.history[0]["loss"]
+
+
+@pytest.mark.parametrize("name, fragment", [("result.png", "must end in .json"), ("folder", "is a folder")])
+def test_bench_out_is_checked_before_the_bench_runs(tmp_path, monkeypatch, name, fragment):
+    """--out result.png would have the figure overwrite the JSON: refused before any stage runs."""
+    import ddmi_lite.bench as B
+
+    (tmp_path / "folder").mkdir()
+    monkeypatch.setattr(B, "run_bench", lambda *a, **k: pytest.fail("the bench ran before --out was checked"))
+    with pytest.raises(DDMIError, match=fragment):
+        B.bench_main("smoke", "cpu", tmp_path / name, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder"]

@@ -22,7 +22,7 @@ from ddmi_lite.data import (
     split_names,
 )
 from ddmi_lite.errors import DDMIError
-from ddmi_lite.io import sha256_file
+from ddmi_lite.io import MARKER, sha256_file
 
 LIMIT = 150  # first sequences by sorted name: enough for both splits, fast to render
 
@@ -41,7 +41,7 @@ def _files(root):
 def test_two_prepares_are_byte_identical(emoji_root, tmp_path):
     other = prepare_emoji(tmp_path / "emoji_b", sizes=(32, 64), progress=False, limit=LIMIT)
     first, second = _files(emoji_root), _files(other)
-    assert set(first) == {"emoji_32.npz", "emoji_64.npz", "manifest.json"}
+    assert set(first) == {"emoji_32.npz", "emoji_64.npz", "manifest.json", MARKER}  # MARKER: made by ddmi_lite
     assert first == second
 
 

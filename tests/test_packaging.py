@@ -114,6 +114,17 @@ def test_console_script_points_at_main():
     assert callable(cli.main)
 
 
+def test_version_flag_prints_the_package_version(capsys):
+    import ddmi_lite
+    import ddmi_lite.__main__ as cli
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"ddmi-lite {ddmi_lite.__version__}"
+    assert ddmi_lite.__version__ == pyproject()["project"]["version"]
+
+
 def test_pytest_markers_are_registered():
     markers = " ".join(pyproject()["tool"]["pytest"]["ini_options"]["markers"])
     assert "notebook:" in markers and "slow:" in markers

@@ -397,6 +397,19 @@ def test_cli_bad_arguments_exit_2_with_one_line(argv, fragment, capsys, tmp_path
     assert not any(tmp_path.iterdir())
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_gpu_profile_without_cuda_is_refused_before_any_work(capsys, tmp_path):
+    assert main(["reproduce", "--profile", "gpu", "--only", "01", "--out", str(tmp_path)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "profile='gpu'" in lines[0] and "CUDA" in lines[0]
+    assert not any(tmp_path.iterdir())
+    assert main(["bench", "--profile", "gpu", "--out", str(tmp_path / "bench.json")]) == 2
+    assert "profile='gpu'" in capsys.readouterr().err and not any(tmp_path.iterdir())
+    with pytest.raises(DDMIError, match="profile='gpu'"):
+        nb.start_notebook("01_basis_fields", "gpu", "cpu", out_dir=tmp_path / "nb")
+    assert not (tmp_path / "nb").exists()
+
+
 def test_cli_requires_a_command(capsys):
     with pytest.raises(SystemExit) as exc:
         main([])

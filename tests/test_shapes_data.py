@@ -315,7 +315,7 @@ def test_dataset_reads_plain_onet_folders_and_rejects_bad_arguments(tmp_path):
     pts = rng.uniform(-0.55, 0.55, (500, 3)).astype(np.float16)
     occ = np.linalg.norm(pts.astype(np.float64), axis=1) < 0.3
     np.savez(obj / "points.npz", points=pts, occupancies=np.packbits(occ), loc=np.zeros(3), scale=1.0)
-    np.savez(obj / "pointcloud.npz", points=rng.normal(size=(300, 3)).astype(np.float16),
+    np.savez(obj / "pointcloud.npz", points=rng.uniform(-0.5, 0.5, (300, 3)).astype(np.float16),  # normalised, as ONet's
              normals=rng.normal(size=(300, 3)).astype(np.float16), loc=np.zeros(3), scale=1.0)
     (tmp_path / "03001627" / "test.lst").write_text("1a2b3c\n")
     ds = S.ShapeNetOccupancy(tmp_path, "test", n_query=64, n_surface=32)

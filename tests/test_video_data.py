@@ -13,6 +13,7 @@ from PIL import Image
 from ddmi_lite.data import video as V
 from ddmi_lite.data.emoji import load_emoji, load_emoji_names, prepare_emoji
 from ddmi_lite.errors import DDMIError
+from ddmi_lite.io import MARKER
 
 SMALL = {"n_train": 8, "n_test": 4, "frames": 6, "size": 16, "progress": False}
 
@@ -41,7 +42,7 @@ def _files(root):
 def test_two_prepares_are_byte_identical(video_root, emoji_root, tmp_path):
     other = V.prepare_moving_emoji(tmp_path / "video_b", emoji_root=emoji_root, **SMALL)
     first, second = _files(video_root), _files(other)
-    assert set(first) == {"moving_emoji_16.npz", "manifest.json"}
+    assert set(first) == {"moving_emoji_16.npz", "manifest.json", MARKER}  # MARKER: made by ddmi_lite
     assert first == second
 
 

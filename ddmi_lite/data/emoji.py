@@ -45,7 +45,7 @@ from PIL import Image, ImageDraw, ImageFont, features
 from tqdm.auto import tqdm
 
 from ddmi_lite.errors import DDMIError
-from ddmi_lite.io import atomic_write, npz_bytes, read_json_or_none, sha256_file, write_json
+from ddmi_lite.io import atomic_write, claim_folder, npz_bytes, read_json_or_none, sha256_file, write_json
 
 ALLOWED_SIZES = (32, 48, 64, 128)
 MASTER_PX = 384  # every allowed size divides it: each pixel is an exact area average of the master
@@ -240,6 +240,7 @@ def prepare_emoji(root: str | os.PathLike | None = None, sizes=(32, 48, 64), *, 
     sizes = _check_sizes(sizes)
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise DDMIError(f"limit={limit!r} must be None or a positive int")
+    claim_folder(root, what="emoji")
     settings = _settings(limit)
     manifest = _read_manifest(root)
     if manifest is None or manifest.get("settings") != settings:

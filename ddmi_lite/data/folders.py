@@ -25,8 +25,28 @@ from ddmi_lite.errors import DDMIError
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
 
 
+def walk_files(root: Path) -> list[Path]:
+    """Every file under ``root``, following linked folders (a class folder may be a link to another
+    disk) but each real folder once, so a link loop ends; hidden files and folders are skipped."""
+    seen, files, stack = set(), [], [root]
+    while stack:
+        folder = stack.pop()
+        real = os.path.realpath(folder)
+        if real in seen:
+            continue
+        seen.add(real)
+        for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+            if entry.name.startswith("."):
+                continue
+            if entry.is_dir(follow_symlinks=True):
+                stack.append(Path(entry.path))
+            elif entry.is_file(follow_symlinks=True):
+                files.append(Path(entry.path))
+    return files
+
+
 def list_image_files(path: str | os.PathLike, *, limit: int | None = None) -> list[Path]:
-    """Image files under ``path`` (recursive, sorted, hidden files skipped); first ``limit``."""
+    """Image files under ``path`` (recursive through linked folders, sorted, hidden files skipped); first ``limit``."""
     root = Path(path).expanduser()
     if not root.exists():
         raise DDMIError(f"image folder {root} does not exist")
@@ -34,11 +54,7 @@ def list_image_files(path: str | os.PathLike, *, limit: int | None = None) -> li
         raise DDMIError(f"image folder {root} is not a folder")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise DDMIError(f"limit={limit!r} must be None or a positive int")
-    files = sorted(
-        p for p in root.rglob("*")
-        if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
-        and not any(part.startswith(".") for part in p.relative_to(root).parts)
-    )
+    files = sorted(p for p in walk_files(root) if p.suffix.lower() in IMAGE_EXTENSIONS)
     if not files:
         raise DDMIError(f"image folder {root} holds no {'/'.join(IMAGE_EXTENSIONS)} files")
     return files[:limit]
@@ -50,6 +66,19 @@ def _check_size(size: int) -> int:
     return size
 
 
+def eight_bit(image: Image.Image) -> Image.Image:
+    """16-bit (or 32-bit integer) grayscale → 8-bit ``L`` scaled by the bit depth; other modes unchanged.
+
+    Pillow's ``convert("RGB")`` clips such values at 255 instead of scaling them, which turns a
+    16-bit image near-white. (16-bit colour PNGs already open as 8-bit ``RGB`` / ``RGBA``.)
+    """
+    if image.mode not in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        return image
+    values = np.asarray(image, dtype=np.float64)
+    top = 65535.0 if image.mode.startswith("I;16") or values.max(initial=0.0) > 255.0 else 255.0
+    return Image.fromarray(np.clip(np.round(values * (255.0 / top)), 0, 255).astype(np.uint8), mode="L")
+
+
 def read_image(file: str | os.PathLike, size: int) -> np.ndarray:
     """One image file → RGB uint8 [size,size,3] (composited on white, centre-cropped, resized)."""
     size = _check_size(size)
@@ -57,7 +86,7 @@ def read_image(file: str | os.PathLike, size: int) -> np.ndarray:
     try:
         with Image.open(file) as image:
             image.load()
-            image = ImageOps.exif_transpose(image)
+            image = eight_bit(ImageOps.exif_transpose(image))
             has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
             if has_alpha:
                 rgba = image.convert("RGBA")

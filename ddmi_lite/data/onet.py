@@ -97,6 +97,15 @@ def _check_xyz(path: Path, name: str, array: np.ndarray) -> np.ndarray:
     return array
 
 
+def _check_in_cube(path: Path, points: np.ndarray, *, slack: float = 1.1) -> np.ndarray:
+    """ONet files hold normalised coordinates in the padded cube [−BOX, BOX]³; raw-scale ones are refused."""
+    span = float(np.abs(points).max(initial=0.0))
+    if span > BOX * slack:
+        raise _npz_error(path, f"'points' reach ±{span:.3g}; Occupancy-Networks files are normalised to "
+                               f"[-{BOX}, {BOX}]³ (apply the file's loc / scale first)")
+    return points
+
+
 def _loc_scale(path: Path, arrays: dict) -> tuple[np.ndarray, float]:
     try:
         loc = np.asarray(arrays.get("loc", np.zeros(3)), dtype=np.float32).reshape(-1)
@@ -120,13 +129,16 @@ def load_points_npz(path: str | os.PathLike) -> dict:
     """
     path = Path(path)
     arrays = _read_npz(path, ("points", "occupancies"))
-    points = _check_xyz(path, "points", arrays["points"])
+    points = _check_in_cube(path, _check_xyz(path, "points", arrays["points"]))
     n, occ = len(points), arrays["occupancies"].reshape(-1)
     if occ.dtype.kind not in "biuf" or (occ.dtype.kind == "f" and not np.isfinite(occ).all()):
         raise _npz_error(path, f"'occupancies' has dtype {occ.dtype} or NaN; expected 0/1 values or packed bits")
     if occ.dtype == np.uint8 and occ.size == (n + 7) // 8 and n > 1:
         occupancies = np.unpackbits(occ, count=n).astype(bool)
     elif occ.size == n:
+        if not np.isin(occ, (0, 1)).all():  # 0.1 must not read as "occupied"
+            odd = occ[~np.isin(occ, (0, 1))][:3].tolist()
+            raise _npz_error(path, f"'occupancies' holds values other than 0 and 1 (e.g. {odd}); expected inside/outside")
         occupancies = occ != 0
     else:
         raise _npz_error(path, f"'occupancies' has {occ.size} entries ({occ.dtype}) for {n} points; expected "
@@ -147,7 +159,7 @@ def load_pointcloud_npz(path: str | os.PathLike) -> dict:
     """ONet ``pointcloud.npz`` → dict(points f32 [M,3], normals f32 [M,3] or None, loc [3], scale)."""
     path = Path(path)
     arrays = _read_npz(path, ("points",))
-    points = _check_xyz(path, "points", arrays["points"])
+    points = _check_in_cube(path, _check_xyz(path, "points", arrays["points"]))
     normals = None
     if "normals" in arrays:
         normals = _check_xyz(path, "normals", arrays["normals"])

@@ -48,7 +48,7 @@ from ddmi_lite.data.onet import (
     split_ids,
 )
 from ddmi_lite.errors import DDMIError
-from ddmi_lite.io import atomic_write, npz_bytes, read_json_or_none, sha256_file, write_json
+from ddmi_lite.io import atomic_write, claim_folder, npz_bytes, read_json_or_none, sha256_file, write_json
 
 FORMAT_VERSION = 1
 
@@ -85,6 +85,7 @@ def prepare_shapes(root: str | os.PathLike | None = None, n_objects: int = 2400,
     settings = json.loads(json.dumps(  # as read back from manifest.json (tuples → lists)
         {"format": FORMAT_VERSION, "seed": int(seed), "n_objects": int(n_objects), "categories": list(cats),
          "sample": cfg.__dict__, "splits": dict(zip(SPLITS, SPLIT_FRACTIONS)), "height_bands": HEIGHT_BANDS}))
+    claim_folder(root, what="shapes")
     old = read_json_or_none(root / "manifest.json")
     same = old is not None and old.get("settings") == settings and not force
     old_files = old.get("files", {}) if same else {}

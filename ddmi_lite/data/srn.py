@@ -28,6 +28,7 @@ from einops import rearrange
 from PIL import Image, UnidentifiedImageError
 
 from ddmi_lite.data.emoji import default_data_dir
+from ddmi_lite.data.folders import eight_bit
 from ddmi_lite.errors import DDMIError
 
 SPLITS = ("train", "val", "test")
@@ -89,6 +90,7 @@ def _read_view(path: Path) -> np.ndarray:
     try:
         with Image.open(path) as image:
             image.load()
+            image = eight_bit(image)
             if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
                 rgba = image.convert("RGBA")
                 image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)

@@ -51,9 +51,9 @@ from scipy import ndimage
 from tqdm.auto import tqdm
 
 from ddmi_lite.data.emoji import default_data_dir, load_emoji, load_emoji_names
-from ddmi_lite.data.folders import IMAGE_EXTENSIONS, read_image
+from ddmi_lite.data.folders import IMAGE_EXTENSIONS, read_image, walk_files
 from ddmi_lite.errors import DDMIError
-from ddmi_lite.io import atomic_write, npz_bytes, read_json_or_none, sha256_file, write_json
+from ddmi_lite.io import atomic_write, claim_folder, npz_bytes, read_json_or_none, sha256_file, write_json
 
 SPLITS = ("train", "test")
 FORMAT_VERSION = 1
@@ -230,6 +230,7 @@ def prepare_moving_emoji(root: str | os.PathLike | None = None, n_train: int = 2
     settings = json.loads(json.dumps({"format": FORMAT_VERSION, "seed": int(seed), "n_train": n_train,
                                       "n_test": n_test, "config": asdict(cfg), "emoji_size": emoji_size,
                                       "emoji_sha256": sha256_file(emoji_file)}))
+    claim_folder(root, what="video clips")
     name = f"moving_emoji_{size}.npz"
     manifest = _read_manifest(root)
     entry = manifest.get("files", {}).get(name)
@@ -287,25 +288,50 @@ def load_moving_emoji(split: str = "train", *, size: int = 32, root: str | os.Pa
 # ----------------------------------------------------------------------------- frame folders
 
 def _natural_key(text: str) -> list:
-    return [int(tok) if tok.isdigit() else tok.lower() for tok in re.split(r"(\d+)", text)]
+    """Sort key: runs of ASCII digits compare as numbers ("2" < "10"); other characters as text."""
+    return [int(tok) if tok.isascii() and tok.isdigit() else tok.lower() for tok in re.split(r"([0-9]+)", text)]
+
+
+def _frame_runs(clip: Path, frames: list[Path]) -> list[list[Path]]:
+    """A clip's frames (natural order) split where their numbers skip: frames 1, 2, 3, 7, 8 are two
+    runs, 1–3 and 7–8, never joined as consecutive. Two files of one frame (``1.png``, ``1.jpg``) are refused."""
+    stems: dict[str, Path] = {}
+    for f in frames:
+        if f.stem in stems:
+            raise DDMIError(f"clip {clip}: {stems[f.stem].name} and {f.name} are the same frame; keep one")
+        stems[f.stem] = f
+    numbers = [re.findall(r"[0-9]+", f.stem) for f in frames]
+    if not all(numbers):  # frames without numbers: their order is all there is
+        return [frames]
+    runs, last = [[frames[0]]], int(numbers[0][-1])
+    for f, found in zip(frames[1:], numbers[1:]):
+        n = int(found[-1])
+        if n == last + 1:
+            runs[-1].append(f)
+        else:
+            runs.append([f])
+        last = n
+    return runs
 
 
 def list_clips(root: str | os.PathLike, split: str = "train") -> list[tuple[Path, list[Path]]]:
     """(clip folder, its frame files in natural order) for every clip of ``<root>/<split>``
-    (or ``<root>/sky_<split>``), in natural order of the clip paths."""
+    (or ``<root>/sky_<split>``), in natural order of the clip paths. A folder whose frame numbers
+    skip gives one entry per run of consecutive frames."""
     base = Path(root).expanduser()
+    if not isinstance(split, str) or not split.strip() or split in (".", "..") or "/" in split or "\\" in split:
+        raise DDMIError(f"split={split!r} must name one folder under {base} (e.g. 'train' or 'test')")
     folder = next((base / n for n in (split, f"sky_{split}") if (base / n).is_dir()), None)
     if folder is None:
         raise DDMIError(f"frame folder {base / split} does not exist; expected <root>/<split>/<clip>/<frame>.png")
     clips: dict[Path, list[Path]] = {}
-    for p in folder.rglob("*"):
-        if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file() and \
-                not any(part.startswith(".") for part in p.relative_to(folder).parts):
+    for p in walk_files(folder):  # linked clip folders are followed
+        if p.suffix.lower() in IMAGE_EXTENSIONS:
             clips.setdefault(p.parent, []).append(p)
     if not clips:
         raise DDMIError(f"frame folder {folder} holds no clips (folders of {'/'.join(IMAGE_EXTENSIONS)} frames)")
     ordered = sorted(clips, key=lambda c: _natural_key(c.relative_to(folder).as_posix()))
-    return [(c, sorted(clips[c], key=lambda f: _natural_key(f.name))) for c in ordered]
+    return [(c, run) for c in ordered for run in _frame_runs(c, sorted(clips[c], key=lambda f: _natural_key(f.name)))]
 
 
 def _frame_size(clip: Path, frame: Path) -> tuple[int, int]:
@@ -320,7 +346,8 @@ def read_clip(clip: Path, files: list[Path], start: int, frames: int, size: int)
     """Frames ``start … start+frames−1`` of one clip → uint8 [T,size,size,3] (centre square, resized)."""
     _check_int("start", start, 0), _check_int("frames", frames, 1), _check_int("size", size, 1)
     if len(files) < start + frames:
-        raise DDMIError(f"clip {clip} has {len(files)} frames; {frames} are needed from frame {start}")
+        raise DDMIError(f"clip {clip} has {len(files)} frames in a row ({files[0].name} … {files[-1].name}); "
+                        f"{frames} are needed from frame {start}")
     window = files[start:start + frames]
     first = _frame_size(clip, window[0])
     out = np.empty((frames, size, size, 3), dtype=np.uint8)

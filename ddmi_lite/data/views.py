@@ -46,7 +46,7 @@ from ddmi_lite.data.onet import split_ids
 from ddmi_lite.data.raycast import cast_rays
 from ddmi_lite.data.srn import SPLITS, format_intrinsics, format_pose, views_root
 from ddmi_lite.errors import DDMIError
-from ddmi_lite.io import atomic_write, npz_bytes, read_json_or_none, sha256_file, write_json
+from ddmi_lite.io import atomic_write, claim_folder, npz_bytes, read_json_or_none, sha256_file, write_json
 from ddmi_lite.rays import camera_rays, intrinsics_from_fov, poses_on_sphere
 
 FORMAT_VERSION = 1
@@ -189,6 +189,7 @@ def prepare_views(root: str | os.PathLike | None = None, n_objects: int = 1000, 
     cfg = ViewConfig(size=size, views=views, n_points=n_points)
     settings = json.loads(json.dumps({"format": FORMAT_VERSION, "seed": int(seed), "n_objects": int(n_objects),
                                       "categories": list(cats), "view": asdict(cfg), "palette": PALETTE}))
+    claim_folder(root, what="rendered views")
     old = read_json_or_none(root / "manifest.json")
     same = old is not None and old.get("settings") == settings and not force
     old_objects = old.get("objects", {}) if same else {}

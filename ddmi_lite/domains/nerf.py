@@ -37,10 +37,11 @@ from einops import rearrange
 from torch import nn
 
 from ddmi_lite.data import default_data_dir
-from ddmi_lite.geometry import BOX
 from ddmi_lite.data.srn import SPLITS, load_srn_object, split_folder
 from ddmi_lite.data.views import ViewConfig, prepare_views
 from ddmi_lite.errors import DDMIError
+from ddmi_lite.geometry import BOX
+from ddmi_lite.io import is_foreign_folder
 from ddmi_lite.ldm import TRIPLANE_LDM_PRESETS, LDMConfig
 from ddmi_lite.nets.triplane import TriplaneConfig, TriplaneDecoder, TriplaneEncoder
 from ddmi_lite.presets import preset
@@ -236,9 +237,13 @@ def render_rays(vae: D2CVAE, fields, origins: torch.Tensor, dirs: torch.Tensor, 
 
 # ----------------------------------------------------------------------------------------------- data
 def nerf_data_root(cfg: NeRFVAEConfig, *, prepare: bool = True, progress: bool = True) -> Path:
-    """The collection of ``cfg`` under the data dir, prepared (idempotently) when ``prepare``."""
+    """The collection of ``cfg`` under the data dir, prepared (idempotently) when ``prepare``.
+
+    A folder the library did not make (a user's data set, :func:`ddmi_lite.io.is_foreign_folder`)
+    is only read: nothing is prepared or written into it.
+    """
     root = Path(cfg.data_root) if os.path.isabs(cfg.data_root) else default_data_dir() / cfg.data_root
-    if prepare:
+    if prepare and not is_foreign_folder(root):
         prepare_views(root, n_objects=cfg.n_objects, views=cfg.views, size=cfg.size, progress=progress)
     return root
 
@@ -282,6 +287,11 @@ def load_view_split(root, split: str = "train", *, limit: int | None = None) -> 
         raise DDMIError(f"objects in {folder} lack pointcloud.npz; the NeRF encoder needs the coloured cloud")
     if len({tuple(it["images"].shape) for it in items}) != 1 or len({len(it["points"]) for it in items}) != 1:
         raise DDMIError(f"objects of {folder} differ in view count, size or cloud size; expected one layout")
+    differ = [it["id"] for it in items if not torch.allclose(torch.as_tensor(it["intrinsics"]).float(),
+                                                             torch.as_tensor(items[0]["intrinsics"]).float())]
+    if differ:  # one camera model per split is what the renderer assumes; never use another object's silently
+        raise DDMIError(f"objects of {folder} have different intrinsics ({differ[0]} differs from {items[0]['id']}); "
+                        f"every object of a split must share one camera model")
     images = torch.stack([(it["images"] * 255).round().to(torch.uint8) for it in items])  # [N, V, 3, H, W]
     cloud = torch.stack([torch.cat([it["points"], it["point_rgb"]], -1) for it in items])  # [N, M, 6]
     cfg = ViewConfig()

@@ -30,13 +30,14 @@ import torch
 from einops import rearrange
 
 from ddmi_lite import fields as F_fields
+from ddmi_lite import geometry as geo
 from ddmi_lite.data import default_data_dir
-from ddmi_lite.geometry import BOX
-from ddmi_lite.data.onet import load_pointcloud_npz, load_points_npz  # BOX: half side of the padded ONet cube
+from ddmi_lite.data.onet import load_pointcloud_npz, load_points_npz
 from ddmi_lite.data.shapes import ShapeNetOccupancy, prepare_shapes
 from ddmi_lite.device import module_device
-from ddmi_lite import geometry as geo
 from ddmi_lite.errors import DDMIError
+from ddmi_lite.geometry import BOX
+from ddmi_lite.io import is_foreign_folder
 from ddmi_lite.ldm import TRIPLANE_LDM_PRESETS, LatentPosterior, LDMConfig
 from ddmi_lite.metrics3d import iou
 from ddmi_lite.nets.triplane import PLANES, TriplaneConfig, TriplaneDecoder, TriplaneEncoder
@@ -153,9 +154,13 @@ def build_shape_vae(cfg: ShapeVAEConfig) -> D2CVAE:
 
 # ----------------------------------------------------------------------------------------------- data
 def shape_data_root(cfg: ShapeVAEConfig, *, prepare: bool = True, progress: bool = True) -> Path:
-    """The collection of ``cfg`` under the data dir, prepared (idempotently) when ``prepare``."""
+    """The collection of ``cfg`` under the data dir, prepared (idempotently) when ``prepare``.
+
+    A folder the library did not make (a user's data set, :func:`ddmi_lite.io.is_foreign_folder`)
+    is only read: nothing is prepared or written into it.
+    """
     root = Path(cfg.data_root) if os.path.isabs(cfg.data_root) else default_data_dir() / cfg.data_root
-    if prepare:
+    if prepare and not is_foreign_folder(root):
         prepare_shapes(root=root, n_objects=cfg.n_objects, progress=progress)
     return root
 
