@@ -85,7 +85,7 @@ def scan():
                     info["imports"].add(sub)  # "from ddmi_lite import fields"
                 else:
                     info["imports"].add(target)
-                    if alias.name.startswith("_"):
+                    if alias.name.startswith("_") and not alias.name.endswith("__"):  # dunders are public
                         info["private"].append(f"{alias.name} from {target}")
         modules[name] = info
     return modules
