@@ -16,11 +16,13 @@ from ddmi_lite.bench import bench_main
 from ddmi_lite.data import prepare_emoji, prepare_moving_emoji, prepare_shapes, prepare_views
 from ddmi_lite.device import resolve_device
 from ddmi_lite.domains.nerf import nerf_vae_config
+from ddmi_lite.data.emoji import default_data_dir
 from ddmi_lite.errors import DDMIError
-from ddmi_lite.notebook import select_notebooks
+from ddmi_lite.io import check_writable_folder
+from ddmi_lite.notebook import run_name, select_notebooks
 from ddmi_lite.presets import PROFILES, check_profile, check_profile_device
 from ddmi_lite.report import write_report
-from ddmi_lite.reproduce import run_all
+from ddmi_lite.reproduce import check_params, parse_params, run_all
 
 PROG = "ddmi-lite"
 
@@ -42,7 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:<index> (default: auto)")
     rep.add_argument("--seed", type=int, default=0, help="random seed passed to every notebook (default: 0)")
     rep.add_argument("--force", action="store_true", help="re-run notebooks whose outputs are up to date")
-    rep.add_argument("--out", default="runs", help="output root; results go to OUT/<profile>/ (default: runs)")
+    rep.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                     help="set a notebook parameter, e.g. DATA_DIR=/data/afhq (repeatable; results go to "
+                          "OUT/<profile>-seed<k>-<digest>/)")
+    rep.add_argument("--out", default="runs", help="output root; results go to OUT/<profile>/, or "
+                     "OUT/<profile>-seed<k>/ for a seed other than 0 (default: runs)")
     rep.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
 
     data = commands.add_parser("data", help="prepare the offline default datasets under data/")
@@ -76,17 +82,21 @@ def _error(message: str) -> None:
 def _reproduce(args: argparse.Namespace) -> int:
     try:  # argument errors first, before anything runs
         check_profile(args.profile)
-        select_notebooks(args.only)
+        notebooks = select_notebooks(args.only)
         check_profile_device(args.profile, resolve_device(args.device))  # an unknown or unavailable device fails before any notebook
+        params = parse_params(args.param)
+        check_params(params, notebooks)
+        name = run_name(args.profile, seed=args.seed, params=params)
+        check_writable_folder(args.out, what="--out")
     except DDMIError as err:
         _error(str(err))
         return 2
     try:
         run_all(
             args.profile, only=args.only, out_root=args.out, device=args.device,
-            seed=args.seed, force=args.force, progress=args.progress,
+            seed=args.seed, params=params, force=args.force, progress=args.progress,
         )
-        report = write_report(args.profile, args.out, only=args.only)
+        report = write_report(args.profile, args.out, only=args.only, run=name)
     except DDMIError as err:
         _error(str(err))
         return 1
@@ -100,11 +110,21 @@ def _data(args: argparse.Namespace) -> int:
                  "video": prepare_moving_emoji,  # moving-emoji clips (2,000 + 200 of 16 × 32², ~15 s)
                  "views": lambda **kw: prepare_views(n_objects=views.n_objects, views=views.views, size=views.size,
                                                      **kw)}
+    try:
+        root = check_writable_folder(default_data_dir(), what="the data folder (DDMI_DATA_DIR or data/)")
+    except DDMIError as err:
+        _error(str(err))
+        return 2
     for name in args.only:
         try:
             path = preparers[name](force=args.force, progress=args.progress)
         except DDMIError as err:
             _error(str(err))
+            return 1
+        except OSError as err:  # a full or read-only disk, found only while writing
+            where = f" ({err.filename})" if err.filename else ""
+            _error(f"preparing {name} in {root} failed: {err.strerror or err}{where}; "
+                   f"free some space or set DDMI_DATA_DIR to a writable folder")
             return 1
         print(f"{name} data ready in {path}")
     return 0

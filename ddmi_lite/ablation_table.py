@@ -2,8 +2,9 @@
 
 :mod:`ddmi_lite.ablations` trains and scores the rows; this module holds what a finished table
 is — the row names, ``metrics.json`` keys, ``ablation.json`` / ``ablation.csv`` (written
-atomically), a Markdown rendering, and the verdict on each of the paper's claims, which the
-notebook and the report print.
+atomically), a Markdown rendering, the verdict on each of the paper's claims, which the
+notebook and the report print, the caveats that qualify those verdicts (:func:`claim_caveats`),
+and a bar chart whose value axes all start at 0 (:func:`table_bars`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import io
 import json
 from dataclasses import asdict
 from pathlib import Path
+from statistics import median
 
+import matplotlib.pyplot as plt
 
 from ddmi_lite.errors import DDMIError
 from ddmi_lite.io import atomic_write, write_json
@@ -128,3 +131,85 @@ def claim_verdicts(table: list[dict]) -> list[str]:
                        f"{b['recon_mean']:.3f}, gap {gap:+.3f}, seed spread {spread:.3f}); generation "
                        f"{verdict} ({gen}).")
     return out
+
+
+FAILED_IOU = 0.05  # a shape row whose held-out IoU stays below this did not learn the shapes at all
+
+
+def claim_caveats(table: list[dict]) -> list[str]:
+    """Sentences, read off the table, that qualify the verdicts of :func:`claim_verdicts`.
+
+    * a row that failed outright (shape IoU below :data:`FAILED_IOU`): a claim against it is won by default;
+    * the compute behind an equal step budget: the training seconds of the baseline against the median
+      of the field rows;
+    * a row whose training time is over three times its domain's median: a timing outlier to rerun before
+      reading it as a cost of the row.
+    """
+    out = []
+    for dom in DOMAINS:
+        rows = [e for e in table if e["domain"] == dom]
+        if not rows:
+            continue
+        failed = [e for e in rows if dom == "shape" and e["recon_mean"] < FAILED_IOU]
+        if failed and len(failed) == len(rows):
+            out.append(f"{dom}: no row learned the shapes (every held-out IoU below {FAILED_IOU}), so every {dom} "
+                       f"verdict compares failed models and says nothing about the readouts.")
+        else:
+            for e in failed:
+                what = ("every verdict on this domain compares against a failed model" if e["row"] == "cfc" else
+                        "a claim against it holds by default, not after a close contest")
+                out.append(f"{dom}: the `{e['row']}` row did not learn the shapes (held-out IoU "
+                           f"{e['recon_mean']:.3f}, below {FAILED_IOU}), so {what}.")
+        fields = [e["train_s"] for e in rows if e["row"] != "weightgen"]
+        base = [e for e in rows if e["row"] == "weightgen"]
+        if fields and base and base[0]["train_s"] > 0:
+            ratio = median(fields) / base[0]["train_s"]
+            out.append(f"{dom}: at the same steps and batch the field rows took {ratio:.1f}× the baseline's training "
+                       f"time (median {median(fields):.1f} s vs {base[0]['train_s']:.1f} s).")
+        mid = median(e["train_s"] for e in rows)
+        for e in rows:
+            if e["train_s"] > 3 * mid:
+                out.append(f"{dom}: `{e['row']}` took {e['train_s']:.1f} s, over three times the median {mid:.1f} s, "
+                           f"for the same steps with {e['params']:,} parameters; wall-clock time on shared cores "
+                           f"varies between runs, so read it as a timing outlier, not a cost of the readout, unless "
+                           f"a rerun repeats it.")
+    return out
+
+
+BAR_COLORS = {"weightgen": "#999999", "single": "#8fb3d9", "concat": "#5b8fc7", "sum": "#2f6db3", "cfc": "#d9534f"}
+
+
+def table_bars(table: list[dict], path) -> Path:
+    """Bar charts of the table (held-out reconstruction ± the seeds' std, generation, training time), one panel
+    per column and domain, **every value axis starting at 0**, each bar labelled with its value → ``path`` (PNG)."""
+    panels = []
+    for dom, rec, gens in (("image", "PSNR (dB) ↑", (("fd", "FD ↓"),)),
+                           ("shape", "IoU ↑", (("mmd", "MMD-CD ↓"), ("cov", "COV ↑")))):
+        rows = [e for e in table if e["domain"] == dom]
+        if rows:
+            panels += [(rows, "recon", f"{dom}: held-out {rec}")] + [(rows, k, f"{dom}: samples {t}") for k, t in gens]
+            panels.append((rows, "train_s", f"{dom}: training s"))
+    if not panels:
+        raise DDMIError("the ablation table is empty")
+    ncols = 4
+    nrows = (len(panels) + ncols - 1) // ncols
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.4 * ncols, 3.0 * nrows), squeeze=False)
+    for ax, (rows, key, title) in zip(axes.flat, panels):
+        names = [e["row"] for e in rows]
+        vals = [e["recon_mean"] if key == "recon" else e[key] for e in rows]
+        errs = [e["recon_std"] for e in rows] if key == "recon" else None
+        bars = ax.bar(names, vals, yerr=errs, capsize=4, color=[BAR_COLORS.get(n, "C0") for n in names])
+        labels = [f"{v:.3g}" + (f"\n±{s:.1g}" if errs else "") for v, s in zip(vals, errs or vals)]
+        ax.bar_label(bars, labels=labels, fontsize=6, padding=2)
+        top = max([v + (s if errs else 0) for v, s in zip(vals, errs or vals)] + [1e-9])
+        ax.set_ylim(0, 1.2 * top)  # from 0: bar heights compare as ratios
+        ax.set_title(title, fontsize=9)
+        ax.tick_params(axis="x", labelrotation=30, labelsize=8)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -62,14 +62,16 @@ from ddmi_lite.domains.shape import (
 )
 from ddmi_lite.errors import DDMIError
 from ddmi_lite.features import image_features, train_feature_net
+from ddmi_lite.fields import image_coords, query_fields
 from ddmi_lite.latent_diffusion import decode_to_images, encode_posterior
 from ddmi_lite.ldm import load_or_train_ldm, sample_latents
 from ddmi_lite.ldm import LDMConfig
 from ddmi_lite.metrics import frechet_distance, psnr
 from ddmi_lite.metrics3d import mmd_cov_nna, normalize_to_unit_sphere
-from ddmi_lite.nets.conv2d import Conv2dConfig
+from ddmi_lite.nets.conv2d import Conv2dConfig, Decoder2D, Encoder2D
 from ddmi_lite.presets import preset
-from ddmi_lite.vae import count_parameters
+from ddmi_lite.readout import CFCReadout
+from ddmi_lite.vae import D2CVAE, count_parameters
 from ddmi_lite.viz import n_scales, scale_masks
 from ddmi_lite.weightgen import WeightGenConfig, build_image_weightgen, build_shape_weightgen
 
@@ -216,6 +218,34 @@ def train_row(domain: str, row: str, seed: int, cfg: AblationConfig, data, *, ck
         result = train_shape_vae(model, shape_row_config(cfg, row), data, device=device, ckpt_path=path, seed=seed,
                                  progress=progress)
     return model.eval(), result
+
+
+def coarse_field_image_vae(cfg: ImageVAEConfig, *, extra_down: int = 1) -> D2CVAE:
+    """An image D2C-VAE whose finest basis field is ``2^extra_down`` times coarser than the image.
+
+    The encoder gets ``extra_down`` more stride-2 levels than the decoder has upsamplings, so for a
+    32² image and ``ch_mult=(1, 2, 4)`` with ``extra_down=1`` the latent is 4² and the fields are
+    4², 8², 16²: the readout must draw every 32² detail out of interpolated fields (as the reference
+    does when it renders 384² or 512² from fields of at most 256²). ``mode="single_scale"`` keeps the
+    finest field only; everything else is :func:`~ddmi_lite.domains.image.build_image_vae`'s.
+    """
+    if extra_down < 0:
+        raise DDMIError(f"extra_down must be >= 0, got {extra_down}")
+    net = replace(cfg.net, n_scales=1) if cfg.mode == "single_scale" else cfg.net
+    enc = Encoder2D(replace(net, ch_mult=net.ch_mult + (net.ch_mult[-1],) * extra_down))
+    readout = CFCReadout([net.pe_channels] * net.n_scales, hidden=cfg.hidden, out_dim=net.in_channels,
+                         mode=cfg.mode, scale_cond=cfg.scale_cond)
+    return D2CVAE(enc, Decoder2D(net), readout, layout="plane", aggregate="sum", recon=cfg.recon)
+
+
+@torch.no_grad()
+def image_embeddings(model: D2CVAE, images01: torch.Tensor, resolution: int | None = None) -> list[torch.Tensor]:
+    """Posterior-mean embeddings ``pˡ(c)`` (coarse first, each ``[B, R², C_pe]``) on the ``R²`` pixel centres."""
+    resolution = resolution or images01.shape[-1]
+    device = module_device(model)
+    fields = model.decode(model.encode(to_model_range(images01).to(device)).mode())
+    coords = image_coords(resolution, resolution, device=device).expand(len(images01), -1, -1)
+    return query_fields(fields, coords, "plane")
 
 
 # ----------------------------------------------------------------------------------------------- evaluation
@@ -384,6 +414,8 @@ __all__ = [
     "AblationData",
     "AblationResult",
     "build_row_model",
+    "coarse_field_image_vae",
+    "image_embeddings",
     "image_generation",
     "image_psnr",
     "load_data",

@@ -51,7 +51,11 @@ from ddmi_lite.device import resolve_device
 from ddmi_lite.domains.shape import shape_vae_config
 from ddmi_lite.errors import DDMIError
 from ddmi_lite.fields import per_plane_queries, query_fields
+from ddmi_lite.features import image_features
 from ddmi_lite.io import write_json
+from ddmi_lite.latent_diffusion import counts_nfe, decode_to_images
+from ddmi_lite.ldm import latent_shape_of
+from ddmi_lite.metrics import frechet_distance
 from ddmi_lite.presets import check_profile
 from ddmi_lite.viz import plot_bench
 
@@ -293,6 +297,51 @@ def bench_main(profile: str = "cpu", device="auto", out=None, *, progress: bool 
     return out
 
 
+# ----------------------------------------------------------------------------------------------
+# samplers: quality against network evaluations
+def sampler_sweep(ldm, vae, feature_net, real_feats, grid: dict, *, n: int, seed: int = 0, batch_size: int = 500,
+                  ref: tuple[str, int] = ("ddim", 200), n_ref: int = 64, size: int = 32) -> tuple[list[dict], dict]:
+    """Every (sampler, steps) of ``grid`` from the same initial noise x_T, scored two ways.
+
+    * ``fd``: Fréchet distance of the ``n`` rendered samples to ``real_feats`` (FeatureNet features);
+    * ``rms_to_ref``: RMS pixel distance (images in [0, 1], rendered at ``size``²) between the first
+      ``n_ref`` samples and those of the many-step ``ref`` sampler from the same x_T. The
+      deterministic samplers (DDIM η = 0, DPM-Solver++, Heun) all integrate the same probability-flow
+      ODE, so this is their discretisation error, free of the sampling noise of the FD; DDPM
+      draws fresh noise at every step and does not converge to it.
+
+    Also ``nfe`` (network evaluations per sample) and ``sec_per_image`` (latent sampling only).
+    Returns ``(rows, reference)``; ``reference`` holds the ref sampler's ``nfe`` and ``sec_per_image``.
+    """
+    if n < 1 or n_ref < 1 or batch_size < 1:
+        raise DDMIError(f"n={n}, n_ref={n_ref} and batch_size={batch_size} must be >= 1")
+    n_ref = min(n_ref, n)
+    x_T = torch.randn((n, *latent_shape_of(ldm)), generator=torch.Generator().manual_seed(seed))
+
+    def draw(name: str, steps: int, count: int):
+        counts: list[int] = []
+        gen = torch.Generator().manual_seed(seed + 1)  # DDPM's per-step noise
+        t0 = time.perf_counter()
+        z = torch.cat([ldm.sample(x_T[s:s + batch_size][:count - s].shape, sampler=name, steps=int(steps),
+                                  x_T=x_T[s:s + batch_size][:count - s], generator=gen,
+                                  callback=counts_nfe(counts)).float().cpu()
+                       for s in range(0, count, batch_size)])
+        return z, (time.perf_counter() - t0) / count, max(counts)
+
+    z_ref, sec_ref, nfe_ref = draw(ref[0], ref[1], n_ref)
+    img_ref = decode_to_images(vae, z_ref, size)
+    rows = []
+    for name, step_list in grid.items():
+        for steps in step_list:
+            z, sec, nfe = draw(name, steps, n)
+            images = decode_to_images(vae, z, size)
+            rms = (images[:n_ref] - img_ref).pow(2).flatten(1).mean(1).sqrt().mean()
+            rows.append({"sampler": name, "steps": int(steps), "nfe": nfe, "sec_per_image": sec,
+                         "fd": frechet_distance(real_feats, image_features(feature_net, images)),
+                         "rms_to_ref": float(rms)})
+    return rows, {"sampler": ref[0], "steps": int(ref[1]), "nfe": nfe_ref, "sec_per_image": sec_ref, "n_ref": n_ref}
+
+
 __all__ = [
     "BenchConfig",
     "DOMAINS",
@@ -305,5 +354,6 @@ __all__ = [
     "peak_memory_bytes",
     "pick_peak",
     "run_bench",
+    "sampler_sweep",
     "time_interleaved",
 ]

@@ -402,6 +402,11 @@ def load_training_state(path: str | os.PathLike, *, model: torch.nn.Module,
     _, sidecar = checkpoint_files(path)
     if meta.get("kind") != "training_state":
         raise DDMIError(f"checkpoint {sidecar} is not a training state (kind={meta.get('kind')!r})")
+    step = meta.get("step")
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0 or not isinstance(meta.get("config"), dict):
+        raise DDMIError(f"checkpoint {sidecar}: 'step' must be an int >= 0 and 'config' a JSON object "
+                        f"(got step={step!r}, config of type {type(meta.get('config')).__name__}); "
+                        f"the file was edited by hand or written by other code")
     if config is not None and check_config:
         diffs = config_differences(meta["config"], config, ignore=ignore_keys)
         if diffs:
@@ -414,12 +419,15 @@ def load_training_state(path: str | os.PathLike, *, model: torch.nn.Module,
             continue
         if meta.get(key) is None:
             raise DDMIError(f"checkpoint {sidecar} holds no {key} state but one was given")
-        state = _unpack(meta[key], tensors)
-        if key == "optimizer":
-            _restore_tuples(state["param_groups"], obj.state_dict()["param_groups"])
         try:
+            state = _unpack(meta[key], tensors)
+            if key == "optimizer":
+                _restore_tuples(state["param_groups"], obj.state_dict()["param_groups"])
             obj.load_state_dict(state)
-        except (ValueError, KeyError, RuntimeError) as err:
-            raise DDMIError(f"checkpoint {sidecar}: cannot restore the {key}: {err}") from err
-    extra = _unpack(meta["extra"], tensors) if meta.get("extra") is not None else None
-    return {"step": int(meta["step"]), "config": meta["config"], "extra": extra}
+        except (ValueError, KeyError, RuntimeError, TypeError, AttributeError, IndexError) as err:
+            raise DDMIError(f"checkpoint {sidecar}: cannot restore the {key}: {type(err).__name__}: {err}") from err
+    try:
+        extra = _unpack(meta["extra"], tensors) if meta.get("extra") is not None else None
+    except (KeyError, TypeError, AttributeError, ValueError) as err:
+        raise DDMIError(f"checkpoint {sidecar}: its 'extra' record is damaged ({type(err).__name__}: {err})") from err
+    return {"step": step, "config": meta["config"], "extra": extra}

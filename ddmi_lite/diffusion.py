@@ -6,14 +6,17 @@ Reference §2 (read from the official code):
   averaged over all dimensions, t ~ U{0, …, T−1}.
 * LDM "scaled linear" schedule: β_t = (linspace(√0.0015, √0.0195, T))², computed in float64.
 * LSGM mixed prediction (Vahdat et al. 2021, §3.2): ε̂ = (1 − s)·√(1−ᾱ_t)·x_t + s·net(x_t, t),
-  s = sigmoid(m), m a learnable per-channel logit initialised to −6.  The first term is the exact
-  ε of a standard-normal latent, so the network only learns a residual.
+  s = sigmoid(m), m a learnable per-channel logit initialised to −6.  For a standard-normal latent
+  the first term is the MSE-optimal prediction E[ε | x_t] (not ε itself, which x_t does not
+  determine), so the network only learns a residual.
 * Targets are posterior *samples* z ~ q(z|x) with no rescaling (``latent_scale`` = 1, the default).
 * Classifier-free guidance (Ho & Salimans 2022): ε = (1 + w)·ε(x, c) − w·ε(x, ∅).
 """
 
 from __future__ import annotations
 
+import copy
+import time
 from collections.abc import Callable
 
 import torch
@@ -137,3 +140,41 @@ class LatentDiffusion(nn.Module):
         finally:
             self.train(was_training)
         return z / self.latent_scale
+
+
+def training_step_cost(model: LatentDiffusion, x0: torch.Tensor, *, repeats: int = 3, lr: float = 1e-4) -> dict:
+    """What one training step costs on the batch ``x0``: time, and the memory autograd keeps for backward.
+
+    A copy of ``model`` takes ``1 + repeats`` AdamW steps (loss, backward, update; the first is a
+    warm-up and not timed), so the caller's weights are untouched. Returns ``sec_per_step`` (the
+    median of the timed steps), ``saved_bytes`` (the distinct tensors autograd saved for backward
+    in one step, parameters excluded: the activations, which grow with the input's size) and
+    ``param_bytes`` (the weights; AdamW adds a gradient and two moments of the same size).
+    """
+    if repeats < 1:
+        raise DDMIError(f"repeats={repeats} must be >= 1")
+    model = copy.deepcopy(model).train()
+    params = list(model.parameters())
+    weights = {p.untyped_storage().data_ptr() for p in params}
+    optimizer = torch.optim.AdamW(params, lr=lr)
+    saved: dict[int, int] = {}
+
+    def pack(t: torch.Tensor):
+        ptr = t.untyped_storage().data_ptr()
+        if ptr not in weights:
+            saved[ptr] = t.untyped_storage().nbytes()
+        return t
+
+    times = []
+    for i in range(1 + repeats):
+        saved.clear()
+        start = time.perf_counter()
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            loss, _ = model.loss(x0)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if i:
+            times.append(time.perf_counter() - start)
+    return {"sec_per_step": float(sorted(times)[len(times) // 2]), "saved_bytes": int(sum(saved.values())),
+            "param_bytes": int(sum(p.numel() * p.element_size() for p in params))}

@@ -36,12 +36,14 @@ import contextlib
 import math
 import operator
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from einops import rearrange
 
 from ddmi_lite.errors import DDMIError
+from ddmi_lite.presets import preset
 
 # Canonical plane order per layout (one order in both stages).
 LAYOUTS: dict[str, tuple[str, ...]] = {
@@ -392,3 +394,37 @@ def fields_to_rgb(field: torch.Tensor) -> torch.Tensor:
     if k < 3:
         scaled = torch.cat([scaled, scaled.new_full((h * w, 3 - k), 0.5)], dim=1)  # [H*W, 3]
     return rearrange(scaled, "(h w) k -> h w k", h=h).to(torch.float32).clamp(0.0, 1.0)  # [H, W, 3]
+
+
+# --------------------------------------------------------------------------- fields vs fixed encodings
+
+
+@dataclass
+class FieldFitConfig:
+    """One image fitted by one MLP over a fixed Fourier encoding or over a learnable grid (notebook 01).
+
+    Both fits use the same MLP (``hidden`` wide, two hidden layers), Adam at ``lr`` for ``steps``
+    steps on every pixel; the grid's side is chosen so both models have the same parameter count.
+    ``cpu``: one 64² emoji, 500 steps, 3 seeds, ≈ 40 s on two busy cores.
+    """
+
+    emoji: str = "1F984"      # which training emoji (its code points): the unicorn, edges and colour gradients
+    resolution: int = 64      # emoji side (an allowed emoji size: 32, 48, 64, 128)
+    hidden: int = 64          # MLP width, shared by both fits
+    n_freqs: int = 6          # Fourier octaves 2⁰π … 2⁵π: up to the Nyquist frequency of 64 pixels
+    grid_channels: int = 4    # C of the learnable field [1, 1, C, G, G]
+    steps: int = 500
+    lr: float = 5e-3
+    seeds: int = 3
+    eval_every: int = 25      # PSNR curve resolution (steps)
+
+
+FIELD_FIT_PRESETS = {
+    "smoke": dict(resolution=32, steps=60, seeds=1, eval_every=10),
+    "gpu": dict(steps=2000, seeds=5, eval_every=50),
+}
+
+
+def field_fit_config(profile: str = "cpu", **overrides) -> FieldFitConfig:
+    """The preset of :class:`FieldFitConfig` for ``profile`` (:mod:`ddmi_lite.presets`), with ``overrides``."""
+    return preset(FieldFitConfig, profile, FIELD_FIT_PRESETS, **overrides)

@@ -229,3 +229,19 @@ __all__ = [
     "sha256_file",
     "write_json",
 ]
+
+
+def check_writable_folder(path: str | os.PathLike, *, what: str) -> Path:
+    """``path`` is a folder that exists and is writable, or can be created (its nearest existing
+    parent is a writable folder); checked before any work. ``what`` names it in the error."""
+    path = Path(path).expanduser().absolute()
+    if path.exists() and not path.is_dir():
+        raise DDMIError(f"{what} {str(path)!r} is a file, not a folder")
+    probe = path
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise DDMIError(f"{what} {str(path)!r}: {str(probe)!r} is a file, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise DDMIError(f"{what} {str(path)!r}: {str(probe)!r} is not writable")
+    return path

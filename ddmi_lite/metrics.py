@@ -176,7 +176,41 @@ def latent_mmd(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(k[:n, :n].mean() + k[n:, n:].mean() - 2 * k[:n, n:].mean())
 
 
+def fd_vs_sample_size(feats, ref_feats, sizes, *, repeats: int = 5, seed: int = 0) -> dict[str, np.ndarray]:
+    """FD of random subsets of ``feats`` of each size against all of ``ref_feats``, ``repeats`` draws each.
+
+    Returns ``{"n": sizes, "mean": [S], "std": [S]}`` (std over the draws; 0 at the full size, which
+    is a single draw). FD is biased upwards at small n: the sampling error of the mean and of the
+    covariance adds ≈ tr Σ / n and more (Chong & Forsyth 2020), so FDs compare only at equal n.
+    """
+    a = _as_feats(feats, "feats")
+    _as_feats(ref_feats, "ref_feats")
+    sizes = np.asarray([int(s) for s in sizes])
+    if (sizes < 2).any() or (sizes > a.shape[0]).any():
+        raise DDMIError(f"sizes must lie in 2..{a.shape[0]}; got {sizes.tolist()}")
+    ref_stats = feature_stats(ref_feats)
+    rng = np.random.default_rng(seed)
+    mean, std = [], []
+    for size in sizes:
+        draws = 1 if size == a.shape[0] else repeats
+        vals = [frechet_distance_from_stats(*feature_stats(a[rng.choice(a.shape[0], size, replace=False)]), *ref_stats)
+                for _ in range(draws)]
+        mean.append(np.mean(vals))
+        std.append(np.std(vals))
+    return {"n": sizes, "mean": np.asarray(mean), "std": np.asarray(std)}
+
+
+def fd_infinity(sizes, fds) -> tuple[float, float]:
+    """Least-squares fit FD(n) ≈ FD∞ + c / n (Chong & Forsyth 2020): returns ``(FD∞, c)``."""
+    n, y = np.asarray(sizes, np.float64), np.asarray(fds, np.float64)
+    if n.shape != y.shape or n.size < 2 or len(np.unique(n)) < 2:
+        raise DDMIError("fd_infinity needs FDs at two or more different sizes")
+    design = np.stack([np.ones_like(n), 1.0 / n], axis=1)
+    (fd_inf, slope), *_ = np.linalg.lstsq(design, y, rcond=None)
+    return float(fd_inf), float(slope)
+
+
 __all__ = [
     "psnr", "ssim", "feature_stats", "frechet_distance", "frechet_distance_from_stats", "precision_recall", "kid",
-    "latent_mmd",
+    "latent_mmd", "fd_vs_sample_size", "fd_infinity",
 ]

@@ -135,3 +135,27 @@ def normalize_to_unit_sphere(points) -> torch.Tensor:
     radius = (p - centre).norm(dim=-1).amax(dim=1, keepdim=True)[..., None]      # [B,1,1]
     out = (p - centre) / torch.where(radius > 0, radius, torch.ones_like(radius))
     return out[0] if single else out
+
+
+def pairwise_iou(occ) -> torch.Tensor:
+    """IoU between every pair of boolean occupancies ``[M, ...]`` → ``[M, M]`` (float64; 1 where both are empty).
+
+    The mean of the off-diagonal entries measures how alike M shapes drawn for one condition are:
+    1 means identical shapes, lower means more diverse samples.
+    """
+    t = _as_tensor(occ, "occ")
+    if t.dtype != torch.bool or t.ndim < 2:
+        raise DDMIError(f"occ has dtype {t.dtype} and shape {tuple(t.shape)}; expected bool [M, ...]")
+    flat = t.reshape(len(t), -1).double()
+    inter = flat @ flat.T                                            # |a ∧ b|
+    sizes = flat.sum(1)
+    union = sizes[:, None] + sizes[None, :] - inter                  # |a ∨ b|
+    return torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(union))
+
+
+def mean_pairwise_iou(occ) -> float:
+    """Mean IoU over the M·(M−1) ordered pairs of distinct items of ``occ`` [M, ...] (M ≥ 2)."""
+    m = pairwise_iou(occ)
+    if len(m) < 2:
+        raise DDMIError(f"mean_pairwise_iou needs at least 2 items, got {len(m)}")
+    return float((m.sum() - m.diagonal().sum()) / (len(m) * (len(m) - 1)))

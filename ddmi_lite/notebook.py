@@ -9,6 +9,7 @@ code cell calls :func:`start_notebook`; its last writes a flat ``metrics.json`` 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import numbers
@@ -30,10 +31,33 @@ METRICS_FILE = "metrics.json"
 TIMINGS_FILE = "timings.json"
 RUN_FILE = "run.json"  # the last run_all call: start, end, total wall time, notebooks ran / reused
 REPORT_FILE = "report.md"
+ANSWERS_FILE = "answers.json"  # a notebook's answers to the ten questions (docs/questions.md), with numbers
 # keys that hold strings in metrics.json; every other value is a finite number
 STRING_KEYS = ("profile", "device")
 # keys that hold true / false: whether a time budget (a safety stop) ended a training run early
 FLAG_KEYS = ("stopped_by_budget",)
+
+# The ten questions about the method (docs/questions.md): a short title and the question. Each is
+# answered in a notebook section headed ``Q<n>: <title>`` whose run writes the answer, with its
+# numbers, to ``answers.json`` (:func:`write_answers`); the report gathers them under "Ten questions".
+QUESTIONS = {
+    "Q1": ("D2C-VAE", "What are the key components of D2C-VAE and how do they connect discrete data and "
+           "continuous functions?"),
+    "Q2": ("fields, not weights", "Why does the decoder generate basis fields instead of network weights, and how "
+           "does that add expressive power?"),
+    "Q3": ("several scales", "Why decompose the basis fields into several scales (HDBF), and what does it buy?"),
+    "Q4": ("coarse-to-fine conditioning", "What is coarse-to-fine conditioning, and why should it beat "
+           "concatenating every scale?"),
+    "Q5": ("latent space", "What does a latent diffusion model in the shared latent space gain over diffusion on "
+           "the data, and what was changed to adapt it to D2C-VAE latents?"),
+    "Q6": ("metrics", "Which metrics evaluate each domain, and what are their strengths and weaknesses?"),
+    "Q7": ("data sets", "Which data sets were used, and what diversity does each bring?"),
+    "Q8": ("text to shape", "For text-to-shape, which conditioning mechanism is used, and how effective is it?"),
+    "Q9": ("what the scales show", "What does visualising the multi-scale basis fields reveal about how the "
+           "model works?"),
+    "Q10": ("fast samplers", "Which efficient samplers were used, how much faster are they, and at what cost in "
+            "quality?"),
+}
 
 _NOTEBOOK_NAME = re.compile(r"^\d\d_[a-z0-9_]+$")
 _SNAKE_CASE = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$")
@@ -71,6 +95,21 @@ def select_notebooks(only: Iterable[str] | None = None, notebooks_dir: str | Pat
             raise DDMIError(f"only={token!r} {what}; choose from {sorted(by_name)} (a name or its number)")
         chosen.add(matches[0])
     return [p for p in notebooks if p.stem in chosen]
+
+
+def run_name(profile: str, *, seed: int = 0, params: Mapping[str, Any] | None = None) -> str:
+    """The folder under ``runs/`` of one reproduction: ``<profile>`` for seed 0 and no extra
+    parameters, else ``<profile>-seed<k>``, plus ``-<digest of the parameters>`` when there are any."""
+    check_profile(profile)
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise DDMIError(f"seed must be an int >= 0, got {seed!r}")
+    if not seed and not params:
+        return profile
+    name = f"{profile}-seed{int(seed)}"
+    if params:
+        digest = hashlib.sha1(json.dumps(dict(params), sort_keys=True, default=str).encode()).hexdigest()[:8]
+        name += f"-{digest}"
+    return name
 
 
 def notebook_out_dir(name: str, profile: str, out_dir: str | Path | None = "") -> Path:
@@ -180,6 +219,36 @@ def write_metrics(
     clean = check_metrics(merged, where=str(path))
     write_json(path, clean, allow_nan=False)
     return path
+
+
+def write_answers(out_dir: str | Path, answers: Mapping[str, str]) -> Path:
+    """Write a notebook's answers to the ten questions to ``out_dir/answers.json`` atomically.
+
+    ``answers`` maps ``"Q1"`` … ``"Q10"`` (:data:`QUESTIONS`) to one or two sentences that carry the
+    run's own numbers; the report gathers them under "Ten questions".
+    """
+    if not isinstance(answers, Mapping) or not answers:
+        raise DDMIError("write_answers: expected a non-empty mapping like {'Q4': 'CFC reached 24.1 dB …'}")
+    for key, text in answers.items():
+        if key not in QUESTIONS:
+            raise DDMIError(f"write_answers: unknown question {key!r}; allowed: {', '.join(QUESTIONS)}")
+        if not isinstance(text, str) or not text.strip():
+            raise DDMIError(f"write_answers: the answer to {key} must be a non-empty string, got {text!r}")
+    path = Path(out_dir) / ANSWERS_FILE
+    write_json(path, {k: answers[k].strip() for k in QUESTIONS if k in answers})
+    return path
+
+
+def load_answers(path: str | Path) -> dict[str, str]:
+    """Read an ``answers.json`` written by :func:`write_answers` (unknown keys and non-strings are refused)."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DDMIError(f"answers file {str(path)!r} cannot be read: {err}") from err
+    if not isinstance(data, dict) or any(k not in QUESTIONS or not isinstance(v, str) for k, v in data.items()):
+        raise DDMIError(f"answers file {str(path)!r} must map Q1…Q10 to strings")
+    return data
 
 
 def load_metrics(path: str | Path) -> dict[str, Any]:

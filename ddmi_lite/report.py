@@ -22,16 +22,20 @@ from typing import Any
 
 import numpy
 import torch
+from markdown_it import MarkdownIt
 
 from ddmi_lite.ablation_table import claim_verdicts, load_table, table_markdown
 from ddmi_lite.errors import DDMIError
 from ddmi_lite.io import atomic_write, read_json
 from ddmi_lite.notebook import (
+    ANSWERS_FILE,
     METRICS_FILE,
+    QUESTIONS,
     REPORT_FILE,
     RUN_FILE,
     STRING_KEYS,
     TIMINGS_FILE,
+    load_answers,
     load_metrics,
     now,
     select_notebooks,
@@ -103,14 +107,16 @@ def write_report(
     *,
     only: Iterable[str] | None = None,
     notebooks_dir: str | Path | None = None,
+    run: str | None = None,
 ) -> Path:
     """Gather every notebook's metrics, wall time and figures into ``out_root/<profile>/report.md``.
 
-    Raises :class:`DDMIError` naming the notebook when its ``metrics.json`` is missing.
+    ``run``: the run folder when it is not ``<profile>`` (another seed or parameters:
+    :func:`~ddmi_lite.notebook.run_name`). Raises :class:`DDMIError` naming the notebook when its ``metrics.json`` is missing.
     """
     check_profile(profile)
     notebooks = select_notebooks(only, notebooks_dir)
-    root = Path(out_root).resolve() / profile
+    root = Path(out_root).resolve() / (run or profile)
     timings = read_json(root / TIMINGS_FILE) if (root / TIMINGS_FILE).is_file() else {}
     sections: list[str] = []
     overview = ["## Overview", "", "| notebook | wall time (s) | metrics | executed notebook |", "| --- | ---: | ---: | --- |"]
@@ -142,13 +148,31 @@ def write_report(
     lines += [f"| notebooks' wall time | {total / 60:.1f} min summed over {len(notebooks)} notebooks |"]
     lines += [_run_line(root), ""]
     lines += overview + [""]
+    lines += _questions_section(root, [p.stem for p in notebooks])
     lines += _ablation_section(root, all_metrics) + _sampler_section(all_metrics)
     lines += sections
     path = root / REPORT_FILE
     root.mkdir(parents=True, exist_ok=True)
     atomic_write(path, "\n".join(lines).encode("utf-8"))
-    write_report_html(profile, out_root)
+    write_report_html(profile, out_root, run=run)
     return path
+
+
+def _questions_section(root: Path, names: list[str]) -> list[str]:
+    """"Ten questions": each notebook's ``answers.json``, gathered in question order, with where it came from."""
+    found: dict[str, list[tuple[str, str]]] = {key: [] for key in QUESTIONS}
+    for name in names:
+        if (root / name / ANSWERS_FILE).is_file():
+            for key, text in load_answers(root / name / ANSWERS_FILE).items():
+                found[key].append((name, text))
+    lines = ["## Ten questions", "", "Each answer was written by the notebook named after it, from this run's numbers "
+             "(the questions: `docs/questions.md`).", ""]
+    for key, (title, question) in QUESTIONS.items():
+        lines += [f"### {key} · {title}", "", f"*{question}*", ""]
+        lines += [f"- {text} ([{name}]({name}/{name}.ipynb))" for name, text in found[key]] or [
+            "- not answered by the notebooks in this report"]
+        lines.append("")
+    return lines
 
 
 ABLATION_NOTEBOOK = "10_ablations"
@@ -188,28 +212,6 @@ def _sampler_section(all_metrics: Mapping[str, Mapping]) -> list[str]:
 # --------------------------------------------------------------------------- html
 
 
-_INLINE = re.compile(r"!\[([^\]]*)\]\(([^)]+)\)|\[([^\]]+)\]\(([^)]+)\)|`([^`]+)`|\*([^*]+)\*")
-
-
-def _inline(text: str, root: Path) -> str:
-    """Markdown inline markup → HTML: images (embedded as base64), links, code, emphasis."""
-    out, pos = [], 0
-    for m in _INLINE.finditer(text):
-        out.append(html.escape(text[pos:m.start()]))
-        if m.group(2) is not None:  # image: embed the file, never link it
-            out.append(_embedded_image(root / m.group(2), m.group(1)))
-        elif m.group(4) is not None:
-            href = m.group(4)
-            out.append(f'<a href="{html.escape(href)}">{html.escape(m.group(3))}</a>')
-        elif m.group(5) is not None:
-            out.append(f"<code>{html.escape(m.group(5))}</code>")
-        else:
-            out.append(f"<em>{html.escape(m.group(6))}</em>")
-        pos = m.end()
-    out.append(html.escape(text[pos:]))
-    return "".join(out)
-
-
 def _embedded_image(path: Path, alt: str) -> str:
     if not path.is_file():
         return f"<em>(missing figure {html.escape(path.name)})</em>"
@@ -218,37 +220,18 @@ def _embedded_image(path: Path, alt: str) -> str:
 
 
 def markdown_to_html(text: str, root: Path) -> str:
-    """The subset of markdown the report uses (headings, tables, lists, images, paragraphs) → HTML body."""
-    body, i, lines = [], 0, text.splitlines()
-    while i < len(lines):
-        line = lines[i]
-        if not line.strip():
-            i += 1
-        elif m := re.match(r"^(#{1,6}) (.*)$", line):
-            level = len(m.group(1))
-            body.append(f"<h{level}>{_inline(m.group(2), root)}</h{level}>")
-            i += 1
-        elif line.startswith("|"):
-            rows = []
-            while i < len(lines) and lines[i].startswith("|"):
-                rows.append([c.strip() for c in lines[i].strip().strip("|").split("|")])
-                i += 1
-            head, rest = rows[0], [r for r in rows[1:] if not all(re.fullmatch(r":?-+:?", c) for c in r)]
-            cells = "".join(f"<th>{_inline(c, root)}</th>" for c in head)
-            body.append(f"<table><thead><tr>{cells}</tr></thead><tbody>")
-            for r in rest:
-                body.append("<tr>" + "".join(f"<td>{_inline(c, root)}</td>" for c in r) + "</tr>")
-            body.append("</tbody></table>")
-        elif re.match(r"^[-*] ", line):
-            body.append("<ul>")
-            while i < len(lines) and re.match(r"^[-*] ", lines[i]):
-                body.append(f"<li>{_inline(lines[i][2:], root)}</li>")
-                i += 1
-            body.append("</ul>")
-        else:
-            body.append(f"<p>{_inline(line, root)}</p>")
-            i += 1
-    return "\n".join(body)
+    """Markdown (CommonMark and tables, through markdown-it-py) → HTML body, raw HTML escaped and
+    every image embedded from ``root`` as base64, so the page needs no other file."""
+    md = MarkdownIt("commonmark", {"html": False}).enable("table")
+    tokens = md.parse(text)
+    for token in tokens:
+        for child in token.children or []:
+            if child.type == "image":  # the figure itself, never a link to it
+                alt = "".join(c.content for c in child.children or [])
+                child.type, child.tag, child.nesting = "html_inline", "", 0
+                child.content = _embedded_image(root / str(child.attrGet("src")), alt)
+                child.children = None
+    return md.renderer.render(tokens, md.options, {})
 
 
 _STYLE = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;line-height:1.4}"
@@ -256,10 +239,10 @@ _STYLE = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:
           "img{max-width:100%}code{background:#f3f3f3}")
 
 
-def write_report_html(profile: str, out_root: str | Path = "runs") -> Path:
+def write_report_html(profile: str, out_root: str | Path = "runs", *, run: str | None = None) -> Path:
     """``runs/<profile>/report.html`` from ``report.md``: one self-contained file, figures embedded as base64."""
     check_profile(profile)
-    root = Path(out_root).resolve() / profile
+    root = Path(out_root).resolve() / (run or profile)
     source = root / REPORT_FILE
     if not source.is_file():
         raise DDMIError(f"{str(source)!r} does not exist; write_report({profile!r}) writes it first")

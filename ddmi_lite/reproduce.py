@@ -10,13 +10,16 @@ records wall times in ``runs/<profile>/timings.json`` and gathers everything int
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import shutil
 import sys
 import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Mapping
 
 from ddmi_lite.errors import DDMIError
 from ddmi_lite.io import read_json, write_json
@@ -27,6 +30,7 @@ from ddmi_lite.notebook import (
     TIMINGS_FILE,
     load_metrics,
     now,
+    run_name,
     select_notebooks,
 )
 from ddmi_lite.presets import check_profile
@@ -46,6 +50,7 @@ def run_notebook(
     out_dir: str | Path,
     device: str = "auto",
     seed: int = 0,
+    params: Mapping[str, Any] | None = None,
     kernel_name: str = "python3",
     timeout: float | None = None,
     progress: bool = True,
@@ -53,7 +58,8 @@ def run_notebook(
     """Execute one py:percent notebook with papermill into ``out_dir``; return its result.
 
     The executed notebook is ``out_dir/<name>.ipynb``; the kernel's working directory is the
-    notebook's folder. ``timeout`` is per cell, in seconds. Raises :class:`DDMIError` naming
+    notebook's folder. ``params``: further parameters (``{"DATA_DIR": "/data/afhq"}``), each one
+    the notebook's ``parameters`` cell assigns. ``timeout`` is per cell, in seconds. Raises :class:`DDMIError` naming
     the notebook and the failing cell's error, or when no ``metrics.json`` was written.
     """
     import jupytext  # optional ("notebooks" extra): the library runs without it
@@ -74,6 +80,14 @@ def run_notebook(
     except Exception as err:  # jupytext raises several types for malformed sources
         raise DDMIError(f"notebook {name}: cannot read {str(source)!r} as py:percent: {err}") from err
     parameters = {"PROFILE": profile, "DEVICE": str(device), "SEED": int(seed), "OUT_DIR": str(out_dir)}
+    declared = _declared_parameters(nb)
+    for key, value in (params or {}).items():
+        if key in RESERVED:
+            raise DDMIError(f"parameter {key} is set by its own option (--profile, --device, --seed, --out)")
+        if key not in declared:
+            raise DDMIError(f"notebook {name} has no parameter {key}; its parameters cell sets "
+                            f"{', '.join(declared) or 'nothing'}")
+        parameters[key] = value
     start = time.perf_counter()
     try:
         with tempfile.TemporaryDirectory(prefix="ddmi_nb_") as tmp, _kernel_environment():
@@ -144,13 +158,94 @@ def _record_source(jupytext, executed: Path, source: Path) -> None:
     jupytext.write(nb, executed)
 
 
-def is_done(source: str | Path, out_dir: str | Path) -> bool:
-    """True when ``out_dir`` holds a ``metrics.json`` and executed notebook newer than ``source``."""
+def _declared_parameters(nb) -> list[str]:
+    """The names the notebook's ``parameters``-tagged cell assigns."""
+    cells = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    return re.findall(r"^([A-Z][A-Z0-9_]*)\s*=", cells[0].source, flags=re.M) if cells else []
+
+
+_PARAM = re.compile(r"^([A-Z][A-Z0-9_]*)=(.*)$", flags=re.S)
+
+
+def parse_params(items: Iterable[str]) -> dict[str, Any]:
+    """``["DATA_DIR=/data/afhq", "N_SHOW=8"]`` → ``{"DATA_DIR": "/data/afhq", "N_SHOW": 8}``.
+
+    A value that reads as JSON (a number, ``true``, a quoted string, a list) is that value; any
+    other text is a string. Names are the notebooks' upper-case parameter names.
+    """
+    params: dict[str, Any] = {}
+    for item in items:
+        m = _PARAM.match(item)
+        if not m:
+            raise DDMIError(f"--param {item!r}: expected NAME=VALUE with an upper-case NAME such as DATA_DIR=/data/afhq")
+        key, text = m.groups()
+        if key in params:
+            raise DDMIError(f"--param {key} is given twice")
+        try:
+            params[key] = json.loads(text)
+        except json.JSONDecodeError:
+            params[key] = text
+    return params
+
+
+RESERVED = ("PROFILE", "DEVICE", "SEED", "OUT_DIR")  # set by their own options
+
+
+def notebook_parameters(source: str | Path) -> list[str]:
+    """The parameter names a py:percent notebook declares in its ``parameters`` cell."""
+    import jupytext  # optional ("notebooks" extra): the library runs without it
+
+    try:
+        return _declared_parameters(jupytext.read(Path(source)))
+    except Exception as err:  # jupytext raises several types for malformed sources
+        raise DDMIError(f"cannot read {str(source)!r} as a py:percent notebook: {err}") from err
+
+
+def check_params(params: Mapping[str, Any], notebooks: Iterable[Path]) -> None:
+    """Each extra parameter is one that some selected notebook declares (none of the reserved four)."""
+    declared = {Path(p).stem: notebook_parameters(p) for p in notebooks}
+    for key in params:
+        if key in RESERVED:
+            raise DDMIError(f"--param {key}: set it with its own option (--profile, --device, --seed, --out)")
+        if not any(key in names for names in declared.values()):
+            offered = sorted({n for names in declared.values() for n in names} - set(RESERVED))
+            raise DDMIError(f"--param {key}: no selected notebook has this parameter; they offer "
+                            f"{', '.join(offered) or 'none beyond PROFILE, DEVICE, SEED, OUT_DIR'}")
+
+
+KEY_FILE = "run_key.json"  # what made a notebook's outputs: profile, seed, device, parameters
+
+
+def run_key(profile: str, *, seed: int = 0, device: str = "auto", params: Mapping[str, Any] | None = None) -> dict:
+    """The key that decides whether outputs can be reused: every input that changes them."""
+    return {"profile": profile, "seed": int(seed), "device": str(device), "params": dict(sorted((params or {}).items()))}
+
+
+def is_done(source: str | Path, out_dir: str | Path, key: Mapping[str, Any] | None = None) -> bool:
+    """True when ``out_dir`` holds a ``metrics.json`` and executed notebook newer than ``source``,
+    made with ``key`` (:func:`run_key`, stored in ``run_key.json``) when one is given."""
     source, out_dir = Path(source), Path(out_dir)
     outputs = [out_dir / METRICS_FILE, out_dir / f"{source.stem}.ipynb"]
     if not all(p.is_file() for p in outputs):
         return False
+    if key is not None:
+        try:
+            stored = read_json(out_dir / KEY_FILE)
+        except DDMIError:
+            return False
+        if stored != json.loads(json.dumps(dict(key))):
+            return False
     return min(p.stat().st_mtime for p in outputs) > source.stat().st_mtime
+
+
+def _replace_folder(new: Path, final: Path) -> None:
+    """Put the finished ``new`` folder in place of ``final``; the old results go only once the new exist."""
+    old = final.with_name(f".{final.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        final.rename(old)
+    new.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def run_all(
@@ -160,13 +255,19 @@ def run_all(
     out_root: str | Path = "runs",
     device: str = "auto",
     seed: int = 0,
+    params: Mapping[str, Any] | None = None,
     force: bool = False,
     progress: bool = True,
     notebooks_dir: str | Path | None = None,
 ) -> list[dict[str, Any]]:
-    """Execute the notebooks in order under ``profile`` into ``out_root/<profile>/<name>/``.
+    """Execute the notebooks in order under ``profile`` into ``out_root/<run>/<name>/``.
 
-    A notebook whose outputs are newer than its source is skipped unless ``force``. Wall
+    ``<run>`` is :func:`~ddmi_lite.notebook.run_name`: ``<profile>`` for seed 0 and no ``params``,
+    else ``<profile>-seed<k>`` (plus a digest of ``params``), so each seed and parameter set has
+    its own results and checkpoints. A notebook whose outputs are newer than its source and were
+    made with the same :func:`run_key` is skipped unless ``force``. Each notebook runs into a
+    staging folder that replaces its earlier results only once it has finished, so a failed or
+    interrupted run (``--force`` included) never loses a good result. Wall
     times go to ``out_root/<profile>/timings.json``; the call as a whole (start, end, total wall
     time, which notebooks ran and which were reused) to ``out_root/<profile>/run.json``, so the
     report can say whether its figures come from one uninterrupted run. Stops at the first
@@ -174,12 +275,19 @@ def run_all(
     """
     check_profile(profile)
     notebooks = select_notebooks(only, notebooks_dir)
-    root = Path(out_root).resolve() / profile
-    root.mkdir(parents=True, exist_ok=True)
+    params = dict(params or {})
+    key = run_key(profile, seed=seed, device=device, params=params)
+    root = Path(out_root).resolve() / run_name(profile, seed=seed, params=params)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise DDMIError(f"cannot create the output folder {str(root)!r}: {err.strerror or err}") from err
+    if not os.access(root, os.W_OK):
+        raise DDMIError(f"the output folder {str(root)!r} is not writable")
     timings_path = root / TIMINGS_FILE
     timings = read_json(timings_path) if timings_path.is_file() else {}
     results: list[dict[str, Any]] = []
-    run = {"profile": profile, "device": device, "seed": seed, "started": now(), "status": "running",
+    run = {"profile": profile, "device": device, "seed": seed, "params": params, "started": now(), "status": "running",
            "notebooks": [p.stem for p in notebooks], "ran": [], "skipped": []}
     run_start = time.perf_counter()
 
@@ -190,15 +298,23 @@ def run_all(
     for index, source in enumerate(notebooks, start=1):
         name, out_dir = source.stem, root / source.stem
         tag = f"[{index}/{len(notebooks)}] {name}"
-        if not force and is_done(source, out_dir):
+        if not force and is_done(source, out_dir, key):
             _log(f"{tag}: skipped (done) — outputs in {out_dir}")
             results.append({"name": name, "status": "skipped", "source": source, "out_dir": out_dir})
             run["skipped"].append(name)
             continue
-        _log(f"{tag}: running with profile={profile} device={device} seed={seed}")
+        _log(f"{tag}: running with profile={profile} device={device} seed={seed}"
+             + "".join(f" {k}={v!r}" for k, v in params.items()))
+        staging = root / f".{name}.partial"
+        shutil.rmtree(staging, ignore_errors=True)
         start = time.perf_counter()
         try:
-            result = run_notebook(source, profile=profile, out_dir=out_dir, device=device, seed=seed, progress=progress)
+            own = {k: v for k, v in params.items() if k in notebook_parameters(source)} if params else {}
+            result = run_notebook(source, profile=profile, out_dir=staging, device=device, seed=seed,
+                                  progress=progress, **({"params": own} if own else {}))
+            write_json(staging / KEY_FILE, key)
+            _replace_folder(staging, out_dir)
+            result.update(out_dir=out_dir, notebook=out_dir / f"{name}.ipynb")
         except DDMIError:
             timings[name] = {"status": "failed", "wall_s": round(time.perf_counter() - start, 2), "finished": now()}
             write_json(timings_path, timings, allow_nan=False)

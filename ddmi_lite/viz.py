@@ -100,40 +100,6 @@ def nfe_curve(ax, rows: Sequence[Mapping], match: Mapping, *, metric: str = "fd"
     return ax
 
 
-def ablation_bars(table: Sequence[Mapping], path) -> Path:
-    """Bar charts of the ablation table: reconstruction (mean ± std over seeds), generation, training time."""
-    panels = []
-    for dom, rec, gens in (("image", "PSNR (dB) ↑", (("fd", "FD ↓"),)),
-                           ("shape", "IoU ↑", (("mmd", "MMD-CD ↓"), ("cov", "COV ↑")))):
-        rows = [e for e in table if e["domain"] == dom]
-        if rows:
-            panels.append((rows, "recon", f"{dom}: held-out {rec}"))
-            panels += [(rows, key, f"{dom}: samples {label}") for key, label in gens]
-            panels.append((rows, "train_s", f"{dom}: training s"))
-    if not panels:
-        raise DDMIError("the ablation table is empty")
-    ncols = 4
-    nrows = (len(panels) + ncols - 1) // ncols
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.4 * ncols, 3.0 * nrows), squeeze=False)
-    colors = {"weightgen": "#999999", "single": "#8fb3d9", "concat": "#5b8fc7", "sum": "#2f6db3", "cfc": "#d9534f"}
-    for ax, (rows, key, title) in zip(axes.flat, panels):
-        names = [e["row"] for e in rows]
-        if key == "recon":
-            vals, errs = [e["recon_mean"] for e in rows], [e["recon_std"] for e in rows]
-        else:
-            vals, errs = [e[key] for e in rows], None
-        ax.bar(names, vals, yerr=errs, capsize=4, color=[colors.get(n, "C0") for n in names])
-        if key == "recon":  # start near the smallest value so seed spreads are visible
-            lo = min(v - (s or 0) for v, s in zip(vals, errs))
-            hi = max(v + (s or 0) for v, s in zip(vals, errs))
-            ax.set_ylim(max(0.0, lo - 0.15 * (hi - lo + 1e-9)), hi + 0.1 * (hi - lo + 1e-9))
-        ax.set_title(title, fontsize=9)
-        ax.tick_params(axis="x", labelrotation=30, labelsize=8)
-    for ax in list(axes.flat)[len(panels):]:
-        ax.axis("off")
-    return _save(fig, path)
-
-
 def scale_mask_grid(models: Mapping[str, object], latents: Mapping[str, torch.Tensor], path, *,
                     resolution: int = 32, target: torch.Tensor | None = None) -> Path:
     """One row per variant, one column per mask (all scales, then each scale off): the scale checkboxes, frozen.
@@ -280,7 +246,6 @@ def ablation_panel(models: Mapping[str, object], latents: Mapping[str, torch.Ten
 
 
 __all__ = [
-    "ablation_bars",
     "ablation_panel",
     "image_grid",
     "n_scales",

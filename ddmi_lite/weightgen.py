@@ -2,14 +2,17 @@
 
 DDMI's first claim is that generating *adaptive positional embeddings* (basis fields decoded from
 the latent, D2C-VAE) beats generating the *weights* of a network that reads a fixed positional
-encoding. The weight-generation side is modelled on Functa (Dupont et al. 2022): a single MLP
-shared by every sample, whose hidden layers are shifted by a per-sample modulation,
+encoding. The weight-generation side is a shift-modulated MLP in the spirit of Functa's modulations
+(Dupont et al. 2022): a single MLP shared by every sample, whose hidden layers are shifted by a
+per-sample modulation,
 
     γ(c) = [c, sin(2ᵏπc), cos(2ᵏπc)]ₖ₌₀…ₖ₋₁          fixed Fourier features, no learned part
     s = W_s · vec(z) + b_s  ∈ ℝ^{L×H}                  latent → one shift vector per layer
     h₁ = σ(W₁ γ(c) + b₁ + s₁),   hₗ = σ(Wₗ hₗ₋₁ + bₗ + sₗ),   ω̂(c) = W_o h_L + b_o
 
-Everything else is the D2C-VAE's: the same encoder produces a latent of the same size, the
+Unlike Functa, the latent is not fitted per sample by meta-learning: the encoder produces it and
+W_s is trained jointly with it through the ELBO (an amortised weight generator). Everything else
+is the D2C-VAE's: the same encoder produces a latent of the same size, the
 posterior, the ELBO and the training loop (``D2CVAE.loss``) are inherited, so
 ``train_image_vae`` / ``train_shape_vae`` and the latent diffusion model run on it unchanged.
 ``decode`` returns ``[shifts]`` (a one-element list, ``[B, L, H]``) where the D2C-VAE returns basis
@@ -37,7 +40,7 @@ from ddmi_lite.vae import D2CVAE
 
 @dataclass
 class WeightGenConfig:
-    """The modulated MLP of the baseline (Functa: width 512, 15 layers, shifts only)."""
+    """The shift-modulated MLP of the baseline (shifts only, as Functa's modulations)."""
 
     hidden: int = 128      # width of every layer
     n_layers: int = 4      # modulated hidden layers (each gets its own shift vector)
@@ -66,7 +69,7 @@ class FourierFeatures(nn.Module):
 
 
 class LatentToShifts(nn.Module):
-    """Functa's latent-to-modulation map: ``z [B, …] → [shifts [B, L, H]]``, one linear layer.
+    """Latent-to-modulation map: ``z [B, …] → [shifts [B, L, H]]``, one linear layer, s = W_s·vec(z) + b_s.
 
     Zero-initialised, so training starts from the unmodulated shared MLP.
     """

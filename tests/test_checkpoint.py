@@ -3,6 +3,7 @@
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -261,3 +262,27 @@ def test_training_state_round_trip_and_config_check(tmp_path):
     with pytest.raises(DDMIError, match=r"model\.width"):
         ck.load_training_state(tmp_path / "s", model=model2, config=other, ignore_keys=["lr"])
     ck.load_training_state(tmp_path / "s", model=model2, config=other, check_config=False)
+
+
+@pytest.mark.parametrize("edit", [
+    lambda m: m.update(step="3"), lambda m: m.update(step=-1), lambda m: m.pop("config"),
+    lambda m: m.update(config=[1, 2]), lambda m: m.update(optimizer={"param_groups": 7}),
+    lambda m: m.update(optimizer=[]), lambda m: m.update(scheduler={"__items__": [[1]]}),
+    lambda m: m.update(extra={"__items__": 5}), lambda m: m.update(extra={"__tensor__": "no.such.tensor"}),
+], ids=["step_str", "step_negative", "no_config", "config_list", "optimizer_groups", "optimizer_list",
+        "scheduler_items", "extra_items", "extra_tensor"])
+def test_hand_edited_training_state_sidecar_is_one_clear_error(tmp_path, edit):
+    """A sidecar edited by hand (valid JSON, weights untouched) gives a DDMIError naming it, never a traceback."""
+    model = torch.nn.Linear(4, 3)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=2)
+    ck.save_training_state(tmp_path / "s", model=model, optimizer=opt, scheduler=sched, step=3,
+                           config={"lr": 1e-2}, extra={"history": []})
+    _, sidecar = ck.checkpoint_files(tmp_path / "s")
+    record = json.loads(sidecar.read_text())
+    edit(record["meta"])
+    sidecar.write_text(json.dumps(record))
+    with pytest.raises(DDMIError, match=re.escape(str(sidecar))):
+        ck.load_training_state(tmp_path / "s", model=torch.nn.Linear(4, 3),
+                               optimizer=torch.optim.AdamW(model.parameters(), lr=1e-2),
+                               scheduler=torch.optim.lr_scheduler.StepLR(opt, step_size=2))

@@ -421,7 +421,11 @@ def test_frame_folder_video(tmp_path, data):
 POSE_TEXT = st.sampled_from([
     "valid", "valid4x4", b"", b"1 2 3", " ".join(["1"] * 15).encode(), " ".join(["1"] * 17).encode(),
     b"1 0 0 0 0 1 0 0 0 0 1 0 0 0 0 nan", b"1 0 0 0 0 1 0 0 0 0 1 0 0 0 0 inf", b"1e400 " * 16,
-    b"a b c d e f g h i j k l m n o p", b"1,0,0,0,0,1,0,0,0,0,1,0,0,0,0,1", b"\xff\xfe\x00\x01", b"0x1 " * 16])
+    b"a b c d e f g h i j k l m n o p", b"1,0,0,0,0,1,0,0,0,0,1,0,0,0,0,1", b"\xff\xfe\x00\x01", b"0x1 " * 16,
+    b"0 " * 16,  # all zero
+    b"1 1 1 0 1 1 1 0 1 1 1 0 0 0 0 1",  # rank-1 "rotation"
+    b"2 0 0 0 0 2 0 0 0 0 2 0 0 0 0 1",  # scaled, not a rotation
+    b"1 0 0 0 0 1 0 0 0 0 1 0 0 0 1 1"])  # a last row that is not 0 0 0 1
 INTRINSICS_TEXT = st.sampled_from([
     b"valid", b"", b"16. 8. 8. 0.\n", b"16. 8. 8. 0.\n0. 0. 0.\n1.\n16 16\n", b"-16. 8. 8. 0.\n0. 0. 0.\n1.\n16 16\n",
     b"nan 8. 8. 0.\n0. 0. 0.\n1.\n16 16\n", b"16. nan 8. 0.\n0. 0. 0.\n1.\n16 16\n",
@@ -475,7 +479,12 @@ def srn_folder(draw, root: Path):
             (obj / "intrinsics.txt").write_bytes(text)
         if draw(st.booleans()):
             n = draw(st.integers(0, 5))
-            cloud = _npz({"points": np.zeros((n, 3), np.float32), "rgb": np.full((n, 3), 200, np.uint8)})
+            points, rgb = np.zeros((n, 3), np.float32), np.full((n, 3), 200, np.uint8)
+            if hurt and n and draw(st.booleans()):  # NaN coordinates or 0–255 colours stored as floats
+                points, rgb = draw(st.sampled_from([(np.full((n, 3), np.nan, np.float32), rgb),
+                                                    (points, rgb.astype(np.float32)),
+                                                    (points, np.full((n, 3), np.inf, np.float32))]))
+            cloud = _npz({"points": points, "rgb": rgb})
             (obj / "pointcloud.npz").write_bytes(draw(garbage_file(cloud))[1] if hurt else cloud)
     return root
 
@@ -494,8 +503,9 @@ def test_srn_views(tmp_path, data):
     pose = tmp_path / f"pose_{next(_IDS)}.txt"
     pose.write_bytes(_pose_bytes(data.draw(POSE_TEXT)))
     out = attempt("read_pose", read_pose, pose, must_name=(str(pose),))
-    if out is not None:
+    if out is not None:  # a camera-to-world pose: a rotation and a translation
         assert out.shape == (4, 4) and out.dtype == np.float64 and np.isfinite(out).all()
+        assert np.allclose(out[:3, :3].T @ out[:3, :3], np.eye(3), atol=1e-3) and np.allclose(out[3], [0, 0, 0, 1])
     intr = tmp_path / f"intrinsics_{next(_IDS)}.txt"
     intr.write_bytes(data.draw(INTRINSICS_TEXT).replace(b"valid", b"2. 1. 1. 0.\n0. 0. 0.\n1.\n2 2\n"))
     out = attempt("read_intrinsics", read_intrinsics, intr, must_name=(str(intr),))
@@ -521,6 +531,9 @@ def test_srn_views(tmp_path, data):
                 assert out["images"].shape[2:] == (size, size)
             assert out["intrinsics"].shape == (4,) and torch.isfinite(out["intrinsics"]).all()
             assert out["points"] is None or out["points"].shape == out["point_rgb"].shape
+            if out["points"] is not None:  # finite coordinates, colours in [0, 1]
+                rgb = out["point_rgb"]
+                assert torch.isfinite(out["points"]).all() and bool(((rgb >= 0) & (rgb <= 1)).all())
 
     split = "train"
     kw = {"size": data.draw(st.sampled_from([None, 4])), "views_per_item": data.draw(st.sampled_from([1, 2, 5])),

@@ -166,13 +166,17 @@ def test_gif_has_every_frame(tmp_path):
 
 
 def test_overfitting_one_scene_reaches_25_db(views_root):
-    """A tiny D2C-VAE trained on the views of ONE object reproduces its training views (≥ 25 dB PSNR)."""
+    """A tiny D2C-VAE trained on the views of ONE object reproduces its training views (≥ 25 dB PSNR).
+
+    2,000 steps: at 1,200 the score depended on the machine's floating-point path (26.0–28.8 dB over
+    four initialisations here, 23.7 dB on another CPU); at 2,000 it reached 31.4 dB here.
+    """
     data = N.load_view_split(views_root, "train", limit=1)
     net = TriplaneConfig(point_hidden=16, point_blocks=2, plane_channels=8, plane_resolution=32, ch=8,
                          ch_mult=(1, 2, 2), z_channels=4, pe_channels=8, cross_resolutions=(),
                          attention_resolutions=(), point_features=3)
     cfg = N.NeRFVAEConfig(net=net, hidden=32, color_hidden=16, n_points=2048, n_rays=256, n_samples=24,
-                          train=TrainConfig(steps=1200, batch_size=1, lr=3e-3, warmup_steps=20, ema_decay=0.98))
+                          train=TrainConfig(steps=2000, batch_size=1, lr=3e-3, warmup_steps=20, ema_decay=0.98))
     torch.manual_seed(0)
     vae = N.build_nerf_vae(cfg)
     vae = N.train_nerf_vae(vae, cfg, data, progress=False).ema.model.eval()  # the weights' running average

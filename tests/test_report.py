@@ -11,7 +11,7 @@ from test_ablations import _table
 
 from ddmi_lite.ablation_table import write_table
 from ddmi_lite.errors import DDMIError
-from ddmi_lite.notebook import write_metrics
+from ddmi_lite.notebook import QUESTIONS, load_answers, write_answers, write_metrics
 from ddmi_lite.report import markdown_to_html, write_report, write_report_html
 
 HEADER = """# ---
@@ -119,3 +119,41 @@ def test_report_module_imports_on_its_own():
         done = subprocess.run([sys.executable, "-c", f"import {first}; from ddmi_lite.report import write_report_html"],
                               capture_output=True, text=True, check=False)
         assert done.returncode == 0, done.stderr
+
+
+def test_report_gathers_the_ten_questions_in_order(project):
+    notebooks, runs = project
+    full_project(runs)
+    write_answers(runs / "cpu" / NAMES[2], {"Q4": "CFC 24.0 dB against 23.1 dB concatenated", "Q3": "three scales"})
+    write_answers(runs / "cpu" / NAMES[1], {"Q10": "DPM-Solver++ 10 steps: FD 3.45"})
+    text = write_report("cpu", runs, notebooks_dir=notebooks).read_text()
+    section = text.split("## Ten questions", 1)[1].split("\n## ", 1)[0]
+    assert re.findall(r"^### (Q\d+) ·", section, flags=re.MULTILINE) == list(QUESTIONS)
+    q4 = section.split("### Q4", 1)[1].split("### Q5", 1)[0]
+    assert "- CFC 24.0 dB against 23.1 dB concatenated ([10_ablations](10_ablations/10_ablations.ipynb))" in q4
+    assert "DPM-Solver++ 10 steps: FD 3.45" in section.split("### Q10", 1)[1]
+    assert section.count("not answered by the notebooks in this report") == 7
+    assert "<h3>Q4 · coarse-to-fine conditioning</h3>" in (runs / "cpu" / "report.html").read_text()
+
+
+def test_answers_are_checked(tmp_path):
+    with pytest.raises(DDMIError, match="Q11"):
+        write_answers(tmp_path, {"Q11": "no such question"})
+    with pytest.raises(DDMIError, match="Q2"):
+        write_answers(tmp_path, {"Q2": "  "})
+    assert not (tmp_path / "answers.json").exists()
+    (tmp_path / "answers.json").write_text('{"Q1": 3}')
+    with pytest.raises(DDMIError, match="answers.json"):
+        load_answers(tmp_path / "answers.json")
+
+
+def test_questions_doc_lists_every_question_with_its_notebook_section():
+    """docs/questions.md has each question, linked to the notebook section `Q<n>: …` that answers it."""
+    root = Path(__file__).resolve().parent.parent
+    doc = (root / "docs" / "questions.md").read_text()
+    sources = {p.stem: p.read_text() for p in (root / "notebooks").glob("[0-9][0-9]_*.py")}
+    for key, (_title, question) in QUESTIONS.items():
+        assert question in doc, key
+        link = re.search(rf"\[(\d\d_\w+) · {key}: [^\]]+\]\(\.\./notebooks/\1\.py\)", doc)
+        assert link, f"{key} has no link to its notebook section"
+        assert re.search(rf"^# #+ {key}: ", sources[link.group(1)], flags=re.MULTILINE), f"{key} not in {link.group(1)}"

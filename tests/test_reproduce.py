@@ -51,10 +51,12 @@ def project(tmp_path: Path) -> tuple[Path, Path]:
     return notebooks, tmp_path / "runs"
 
 
-def fake_run(out_root: Path, profile: str, name: str, *, psnr: float = 23.456789, figure: bool = True) -> Path:
-    """What a notebook leaves behind: metrics.json, the executed notebook and a figure."""
-    out_dir = out_root / profile / name
+def fake_run(out_root: Path, profile: str, name: str, *, psnr: float = 23.456789, figure: bool = True,
+             out_dir: Path | None = None) -> Path:
+    """What a notebook leaves behind: metrics.json, the executed notebook and a figure (and the run's key)."""
+    out_dir = out_dir or out_root / profile / name
     out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / reproduce.KEY_FILE).write_text(json.dumps(reproduce.run_key(profile)))
     nb.write_metrics(out_dir, {"psnr_heldout": psnr, "steps": 120, "wall_s": 3.5}, profile=profile, device="cpu",
                      trained=[])
     (out_dir / f"{name}.ipynb").write_text("{}")
@@ -270,7 +272,7 @@ def test_run_all_skips_notebooks_with_fresh_outputs(project, monkeypatch, capsys
 
     def fake_run_notebook(path, *, profile, out_dir, device, seed, progress):
         calls.append(Path(path).stem)
-        fake_run(runs, profile, Path(path).stem)
+        fake_run(runs, profile, Path(path).stem, out_dir=out_dir)
         return {"name": Path(path).stem, "status": "ran", "wall_s": 0.5}
 
     monkeypatch.setattr(reproduce, "run_notebook", fake_run_notebook)
@@ -300,6 +302,65 @@ def test_run_all_skips_notebooks_with_fresh_outputs(project, monkeypatch, capsys
     assert run["ran"] == [NAMES[0]] and run["skipped"] == []
     assert "one uninterrupted run: all 1 notebooks ran, none reused" in write_report(
         "smoke", runs, notebooks_dir=notebooks, only=["01"]).read_text()
+
+
+def test_runs_are_keyed_by_seed_and_parameters_and_force_keeps_a_good_result(project, monkeypatch):
+    """Each seed (and parameter set) has its own folder and checkpoints; a changed key re-runs;
+    a forced re-run that fails leaves the earlier result in place."""
+    notebooks, runs = project
+    (notebooks / f"{NAMES[1]}.py").write_text((notebooks / f"{NAMES[1]}.py").read_text() + 'DATA_DIR = ""\n')
+    seen: list[tuple] = []
+
+    def fake_run_notebook(path, *, profile, out_dir, device, seed, progress, params=None):
+        seen.append((Path(path).stem, seed, params))
+        if "fail" in str((params or {}).get("DATA_DIR", "")):
+            (Path(out_dir) / "half_written.png").parent.mkdir(parents=True, exist_ok=True)
+            raise DDMIError(f"notebook {Path(path).stem} failed in cell [2]: ValueError: bad data")
+        fake_run(runs, profile, Path(path).stem, psnr=20.0 + seed, out_dir=out_dir)
+        return {"name": Path(path).stem, "status": "ran", "wall_s": 0.5}
+
+    monkeypatch.setattr(reproduce, "run_notebook", fake_run_notebook)
+    reproduce.run_all("smoke", out_root=runs, notebooks_dir=notebooks, progress=False)
+    reproduce.run_all("smoke", out_root=runs, notebooks_dir=notebooks, seed=3, progress=False)
+    assert [s for _, s, _ in seen] == [0, 0, 0, 3, 3, 3]
+    assert nb.load_metrics(runs / "smoke" / NAMES[0] / "metrics.json")["psnr_heldout"] == 20.0
+    assert nb.load_metrics(runs / "smoke-seed3" / NAMES[0] / "metrics.json")["psnr_heldout"] == 23.0
+    assert json.loads((runs / "smoke-seed3" / "run.json").read_text())["seed"] == 3
+    seen.clear()  # the same key again: everything reused; another device: everything re-run
+    reproduce.run_all("smoke", out_root=runs, notebooks_dir=notebooks, seed=3, progress=False)
+    assert seen == []
+    reproduce.run_all("smoke", out_root=runs, notebooks_dir=notebooks, seed=3, device="cpu", progress=False)
+    assert len(seen) == 3
+
+    seen.clear()  # a parameter goes only to the notebooks that declare it, into a folder of its own
+    reproduce.run_all("smoke", out_root=runs, notebooks_dir=notebooks, params={"DATA_DIR": "/data/a"}, progress=False)
+    assert seen == [(NAMES[0], 0, None), (NAMES[1], 0, {"DATA_DIR": "/data/a"}), (NAMES[2], 0, None)]
+    keyed = nb.run_name("smoke", params={"DATA_DIR": "/data/a"})
+    assert keyed.startswith("smoke-seed0-") and (runs / keyed / NAMES[1] / "metrics.json").is_file()
+
+    good = (runs / "smoke" / NAMES[1] / "metrics.json").read_bytes()
+    with pytest.raises(DDMIError, match="bad data"):  # a forced run that fails keeps the good result
+        reproduce.run_all("smoke", out_root=runs, notebooks_dir=notebooks, only=["02"], force=True,
+                          params={"DATA_DIR": "fail"}, progress=False)
+    assert (runs / "smoke" / NAMES[1] / "metrics.json").read_bytes() == good
+    failing = runs / nb.run_name("smoke", params={"DATA_DIR": "fail"})
+    assert not (failing / NAMES[1]).exists() and (failing / f".{NAMES[1]}.partial").is_dir()
+
+
+def test_parameters_are_parsed_and_checked(project):
+    notebooks, _ = project
+    assert reproduce.parse_params(["DATA_DIR=/data/x=y", "N=8", "FLAG=true", "NAME=\"7\""]) == {
+        "DATA_DIR": "/data/x=y", "N": 8, "FLAG": True, "NAME": "7"}
+    for bad, fragment in [(["data_dir=/x"], "upper-case"), (["N=1", "N=2"], "twice"), (["NOEQUALS"], "NAME=VALUE")]:
+        with pytest.raises(DDMIError, match=fragment):
+            reproduce.parse_params(bad)
+    paths = sorted(notebooks.glob("[0-9]*.py"))
+    with pytest.raises(DDMIError, match="DATA_DIR: no selected notebook has this parameter; they offer none"):
+        reproduce.check_params({"DATA_DIR": "/x"}, paths)
+    with pytest.raises(DDMIError, match="--seed"):
+        reproduce.check_params({"SEED": 3}, paths)
+    with pytest.raises(DDMIError, match="seed must be an int >= 0"):
+        nb.run_name("smoke", seed=-1)
 
 
 def test_run_all_records_a_failure_and_stops(project, monkeypatch):
@@ -386,6 +447,9 @@ def test_report_fails_naming_the_notebook_without_metrics(project):
     [
         (["reproduce", "--profile", "huge"], "'huge'"),
         (["reproduce", "--profile", "smoke", "--only", "no_such_notebook"], "no_such_notebook"),
+        (["reproduce", "--profile", "smoke", "--only", "01", "--seed", "-2"], "seed must be an int >= 0"),
+        (["reproduce", "--profile", "smoke", "--only", "01", "--param", "lower=1"], "upper-case"),
+        (["reproduce", "--profile", "smoke", "--only", "01", "--param", "NO_SUCH=1"], "NO_SUCH"),
     ],
 )
 def test_cli_bad_arguments_exit_2_with_one_line(argv, fragment, capsys, tmp_path):
@@ -410,6 +474,25 @@ def test_gpu_profile_without_cuda_is_refused_before_any_work(capsys, tmp_path):
     assert not (tmp_path / "nb").exists()
 
 
+@pytest.mark.parametrize("kind", ["file", "file_parent", "read_only"])
+def test_cli_refuses_an_output_root_it_cannot_write_before_any_work(kind, capsys, tmp_path):
+    blocker = tmp_path / "blocker"
+    if kind == "read_only":
+        if os.geteuid() == 0:
+            pytest.skip("root writes into read-only folders")
+        blocker.mkdir()
+        blocker.chmod(0o500)
+        out = blocker / "runs"
+    else:
+        blocker.write_text("keep me")
+        out = blocker if kind == "file" else blocker / "runs"
+    assert main(["reproduce", "--profile", "smoke", "--only", "01", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("ddmi-lite: error: --out") and "Traceback" not in err[0]
+    if kind != "read_only":
+        assert blocker.read_text() == "keep me"
+
+
 def test_cli_requires_a_command(capsys):
     with pytest.raises(SystemExit) as exc:
         main([])
@@ -424,3 +507,29 @@ def test_start_notebook_resolves_seeds_and_creates_the_output_folder(tmp_path, c
     assert f"profile=smoke device=cpu seed=7 out={out}" in capsys.readouterr().out
     with pytest.raises(DDMIError, match="profile"):
         nb.start_notebook("01_x", "fast", "cpu", 0, tmp_path / "nb")
+
+
+def test_cli_data_on_a_full_disk_or_a_file_is_one_error_line(monkeypatch, capsys, tmp_path):
+    """`data` checks its folder first, and a disk that fills up mid-way is one `error:` line, not a traceback."""
+    import errno
+
+    from ddmi_lite import __main__ as cli
+
+    blocker = tmp_path / "data_is_a_file"
+    blocker.write_text("keep me")
+    monkeypatch.setenv("DDMI_DATA_DIR", str(blocker))
+    assert main(["data", "--only", "emoji"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "data folder" in err[0] and "is a file" in err[0] and blocker.read_text() == "keep me"
+
+    monkeypatch.setenv("DDMI_DATA_DIR", str(tmp_path / "data"))
+
+    def full_disk(**kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "data" / "emoji" / "images.npz"))
+
+    monkeypatch.setattr(cli, "prepare_emoji", full_disk)
+    assert main(["data", "--only", "emoji", "--no-progress"]) == 1
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and "No space left on device" in lines[0] and "images.npz" in lines[0]
+    assert "Traceback" not in captured.err

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from ddmi_lite.data import prepare_emoji, prepare_moving_emoji, prepare_shapes, prepare_views
@@ -159,8 +160,9 @@ def test_frame_numbering_gaps_split_a_clip_and_duplicates_and_odd_names_are_hand
         list_clips(tmp_path, "train")
 
 
-def test_objects_with_different_intrinsics_are_not_read_with_the_first_ones(tmp_path):
-    from ddmi_lite.domains.nerf import load_view_split
+def test_each_object_is_rendered_with_its_own_intrinsics_and_non_square_views_are_refused(tmp_path):
+    from ddmi_lite.domains.nerf import load_view_split, view_rays
+    from ddmi_lite.rays import camera_rays
 
     root = prepare_views(tmp_path / "views", **VIEWS)
     folder = srn.split_folder(root, "train")
@@ -169,7 +171,23 @@ def test_objects_with_different_intrinsics_are_not_read_with_the_first_ones(tmp_
     f, *rest = lines[0].split()
     lines[0] = " ".join([str(float(f) * 1.5), *rest])  # a longer lens for this object only
     (second / "intrinsics.txt").write_text("\n".join(lines) + "\n")
-    with pytest.raises(DDMIError, match=f"different intrinsics \\({second.name} differs"):
+    data = load_view_split(root, "train")
+    own = [srn.load_srn_object(p)["intrinsics"] for p in sorted(q for q in folder.iterdir() if q.is_dir())]
+    torch.testing.assert_close(data.object_intrinsics, torch.stack(own).float())
+    assert data.object_intrinsics[1, 0] == pytest.approx(1.5 * float(data.object_intrinsics[0, 0]))
+    obj, view = torch.tensor([0, 1]), torch.tensor([0, 0])
+    _, dirs = view_rays(data, obj, view)
+    for i in (0, 1):  # the rays of each object come from that object's own camera
+        _, expected = camera_rays(data.poses[i, 0], own[i], data.size, data.size)
+        torch.testing.assert_close(dirs[i], expected)
+    with pytest.raises(DDMIError, match="different intrinsics"):
+        data.intrinsics  # noqa: B018 — no shared camera model to hand out
+
+    for obj_dir in sorted(p for p in folder.iterdir() if p.is_dir()):  # every view 2 pixels wider than high
+        for png in (obj_dir / "rgb").iterdir():
+            with Image.open(png) as im:
+                im.convert("RGB").resize((im.width + 2, im.height)).save(png)
+    with pytest.raises(DDMIError, match=r"are \d+×\d+ pixels; the NeRF domain needs square views"):
         load_view_split(root, "train")
 
 

@@ -64,7 +64,16 @@ def read_pose(path: str | os.PathLike) -> np.ndarray:
         raise DDMIError(f"pose file {path} is not a list of numbers ({err})") from err
     if values.size != 16 or not np.isfinite(values).all():
         raise DDMIError(f"pose file {path} holds {values.size} numbers; expected the 16 of a finite 4×4 matrix")
-    return values.reshape(4, 4)
+    pose = values.reshape(4, 4)
+    # a camera-to-world pose: a rotation (orthonormal 3×3, rank 3) and a translation, last row 0 0 0 1
+    rotation = pose[:3, :3]
+    if (not np.allclose(pose[3], [0.0, 0.0, 0.0, 1.0], atol=1e-4)
+            or not np.allclose(rotation.T @ rotation, np.eye(3), atol=1e-3)):
+        rank = int(np.linalg.matrix_rank(rotation, tol=1e-6))
+        raise DDMIError(f"pose file {path} is not a camera-to-world pose: its 3×3 part has rank {rank} and is "
+                        f"{'not ' if rank == 3 else ''}invertible but must be a rotation (RᵀR = I), and its last "
+                        f"row must be 0 0 0 1 (got {' '.join(f'{v:g}' for v in pose[3])})")
+    return pose
 
 
 def read_intrinsics(path: str | os.PathLike) -> tuple[float, float, float, int, int]:
@@ -187,7 +196,15 @@ def _read_cloud(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
         raise DDMIError(f"point cloud {path} is not a readable .npz ({type(err).__name__}: {err})") from err
     if points.ndim != 2 or points.shape[1] != 3 or rgb.shape != points.shape:
         raise DDMIError(f"point cloud {path}: points {points.shape} and rgb {rgb.shape}; expected [M,3] each")
+    if not np.issubdtype(points.dtype, np.number) or not np.issubdtype(rgb.dtype, np.number):
+        raise DDMIError(f"point cloud {path}: points ({points.dtype}) and rgb ({rgb.dtype}) must be numbers")
+    if not (np.isfinite(points).all() and np.isfinite(rgb).all()):
+        bad = int((~np.isfinite(points)).any(1).sum() + (~np.isfinite(rgb)).any(1).sum())
+        raise DDMIError(f"point cloud {path}: {bad} points have NaN or infinite coordinates or colours")
     scale = 255.0 if rgb.dtype == np.uint8 else 1.0
+    if scale == 1.0 and (rgb.min() < 0.0 or rgb.max() > 1.0):
+        raise DDMIError(f"point cloud {path}: float colours span [{rgb.min():g}, {rgb.max():g}]; expected [0, 1] "
+                        f"(store 0–255 colours as uint8)")
     return torch.from_numpy(points.astype(np.float32)), torch.from_numpy(rgb.astype(np.float32) / scale)
 
 

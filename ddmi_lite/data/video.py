@@ -133,11 +133,16 @@ def _bounce(x0: np.ndarray, v: np.ndarray, lo: np.ndarray, hi: np.ndarray, t: np
 
 
 def render_clip(sprites: torch.Tensor, radii: torch.Tensor, rng: np.random.Generator,
-                cfg: MovingEmojiConfig, *, background: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
+                cfg: MovingEmojiConfig, *, background: np.ndarray | None = None,
+                times=None) -> tuple[np.ndarray, dict]:
     """One clip: uint8 [T,H,W,3] and its motion (``sprite`` indices [K], ``centre`` [K,T,2] px
     (x, y), ``angle`` [K,T] radians, ``side`` [K] px, ``radius`` [K] px). ``background``
-    [H·ss,W·ss,3] replaces the random one (drawn last from ``rng``, so the motion is unchanged)."""
-    T, size, ss = cfg.frames, cfg.size, cfg.supersample
+    [H·ss,W·ss,3] replaces the random one (drawn last from ``rng``, so the motion is unchanged).
+    ``times`` (frame units, fractions allowed; default 0 … T−1) draws the same motion at other
+    instants: ``rng`` is consumed the same way, so integer times give the default frames."""
+    size, ss = cfg.size, cfg.supersample
+    t = np.arange(cfg.frames, dtype=np.float64) if times is None else np.asarray(times, dtype=np.float64)
+    T = len(t)
     k = rng.integers(1, min(cfg.max_sprites, len(sprites)) + 1).item()
     chosen = rng.choice(len(sprites), k, replace=False)
     side = rng.uniform(*cfg.sprite_scale, k) * size                          # [K] px
@@ -149,7 +154,6 @@ def render_clip(sprites: torch.Tensor, radii: torch.Tensor, rng: np.random.Gener
     velocity = speed[:, None] * np.stack([np.cos(heading), np.sin(heading)], 1)
     tilt = np.radians(rng.uniform(-cfg.max_tilt, cfg.max_tilt, k))
     spin = np.radians(rng.uniform(-cfg.max_spin, cfg.max_spin, k))
-    t = np.arange(T, dtype=np.float64)
     centre = _bounce(start[:, None, :], velocity[:, None, :], lo[:, None, None], hi[:, None, None], t[None, :, None])
     angle = tilt[:, None] + spin[:, None] * t[None, :]                       # [K,T]
 
@@ -193,6 +197,20 @@ def make_clips(sprites: torch.Tensor, n: int, cfg: MovingEmojiConfig, *, seed: i
         clips[i], info = render_clip(sprites, radii, rng, cfg)
         used[i, : len(info["sprite"])] = info["sprite"]
     return clips, used
+
+
+def render_moving_emoji(split: str, indices, times, *, size: int = 32, frames: int = 16, seed: int = 0,
+                        emoji_root: str | os.PathLike | None = None) -> torch.Tensor:
+    """Clips ``indices`` of a split, redrawn at ``times`` (frame units: 0.5 lies halfway between the
+    first two frames) with the settings of :func:`prepare_moving_emoji` → uint8 [n, len(times), 3, size, size].
+    Integer times reproduce the cached frames, so fractional ones are the true in-between frames."""
+    images = load_emoji(64 if size <= 48 else 128, split, root=emoji_root)
+    cfg = MovingEmojiConfig(frames=frames, size=size)
+    sprites = emoji_sprites(images, tau=cfg.alpha_tau)
+    radii = content_radius(sprites)
+    clips = [render_clip(sprites, radii, np.random.default_rng([int(seed), SPLITS.index(split), int(i)]), cfg,
+                         times=times)[0] for i in indices]
+    return rearrange(torch.from_numpy(np.stack(clips)), "n t h w c -> n t c h w").contiguous()
 
 
 # ----------------------------------------------------------------------------- cache

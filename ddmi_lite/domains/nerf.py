@@ -254,7 +254,7 @@ class ViewTensors:
 
     images: torch.Tensor        # [N, V, H, W, 3] uint8
     poses: torch.Tensor         # [N, V, 4, 4] camera-to-world
-    intrinsics: torch.Tensor    # [4] (fx, fy, cx, cy), shared by the split
+    object_intrinsics: torch.Tensor  # [N, 4] (fx, fy, cx, cy) of each object's camera
     cloud: torch.Tensor         # [N, M, 6] xyz (object units) ‖ rgb in [0, 1]
     ids: list[str]
     near: float = 0.9
@@ -262,6 +262,15 @@ class ViewTensors:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    @property
+    def intrinsics(self) -> torch.Tensor:
+        """The split's one camera model ``[4]``; an error when objects have their own (use ``object_intrinsics``)."""
+        k = self.object_intrinsics
+        if not torch.allclose(k, k[:1].expand_as(k)):
+            raise DDMIError("the objects of this split have different intrinsics; use object_intrinsics[i] "
+                            f"(e.g. {self.ids[0]}: {k[0].tolist()})")
+        return k[0]
 
     @property
     def size(self) -> int:
@@ -285,18 +294,22 @@ def load_view_split(root, split: str = "train", *, limit: int | None = None) -> 
     items = [load_srn_object(o) for o in objects]
     if any(it["points"] is None for it in items):
         raise DDMIError(f"objects in {folder} lack pointcloud.npz; the NeRF encoder needs the coloured cloud")
+    height, width = items[0]["images"].shape[-2:]
+    if height != width:  # the renderer and the metrics draw square views
+        raise DDMIError(f"views of {objects[0]} are {width}×{height} pixels; the NeRF domain needs square views "
+                        f"(crop them, or load them with load_srn_object(..., size=S))")
     if len({tuple(it["images"].shape) for it in items}) != 1 or len({len(it["points"]) for it in items}) != 1:
-        raise DDMIError(f"objects of {folder} differ in view count, size or cloud size; expected one layout")
-    differ = [it["id"] for it in items if not torch.allclose(torch.as_tensor(it["intrinsics"]).float(),
-                                                             torch.as_tensor(items[0]["intrinsics"]).float())]
-    if differ:  # one camera model per split is what the renderer assumes; never use another object's silently
-        raise DDMIError(f"objects of {folder} have different intrinsics ({differ[0]} differs from {items[0]['id']}); "
-                        f"every object of a split must share one camera model")
+        shapes = {it["id"]: (tuple(it["images"].shape), len(it["points"])) for it in items}
+        odd = next(i for i, v in shapes.items() if v != shapes[items[0]["id"]])
+        raise DDMIError(f"objects of {folder} differ in view count, size or cloud size ({odd}: views "
+                        f"{shapes[odd][0]}, {shapes[odd][1]} points; {items[0]['id']}: views "
+                        f"{shapes[items[0]['id']][0]}, {shapes[items[0]['id']][1]} points); expected one layout")
     images = torch.stack([(it["images"] * 255).round().to(torch.uint8) for it in items])  # [N, V, 3, H, W]
     cloud = torch.stack([torch.cat([it["points"], it["point_rgb"]], -1) for it in items])  # [N, M, 6]
     cfg = ViewConfig()
+    intrinsics = torch.stack([torch.as_tensor(it["intrinsics"]).float() for it in items])  # [N, 4]: each object's own
     return ViewTensors(rearrange(images, "n v c h w -> n v h w c").contiguous(), torch.stack([it["poses"] for it in items]),
-                       items[0]["intrinsics"], cloud, [it["id"] for it in items], cfg.near, cfg.far)
+                       intrinsics, cloud, [it["id"] for it in items], cfg.near, cfg.far)
 
 
 def encoder_input(data: ViewTensors, index, *, n_points: int = 1024, seed: int | None = 0,
@@ -312,7 +325,7 @@ def encoder_input(data: ViewTensors, index, *, n_points: int = 1024, seed: int |
 def view_rays(data: ViewTensors, obj: torch.Tensor, view: torch.Tensor):
     """Rays of whole views: ``origins, dirs [n, H·W, 3]`` for objects ``obj`` and views ``view`` ([n] each)."""
     s = data.size
-    return camera_rays(data.poses[obj, view], data.intrinsics, s, s)
+    return camera_rays(data.poses[obj, view], data.object_intrinsics[obj], s, s)  # each object's own camera
 
 
 def make_batch(data: ViewTensors, index: torch.Tensor, generator: torch.Generator, *, n_rays: int = 256,

@@ -37,15 +37,20 @@ def scale_intrinsics(intrinsics: torch.Tensor, from_size: int, to_size: int) -> 
 def render_views(vae: D2CVAE, z: torch.Tensor, poses: torch.Tensor, intrinsics, size: int, *, n_samples: int = 32,
                  near: float = 0.9, far: float = 2.7, chunk: int = 4096) -> torch.Tensor:
     """Render latents ``z [n, 3, c, h, w]`` from cameras ``poses [n, V, 4, 4]`` (or shared ``[V, 4, 4]``)
-    with ``intrinsics`` (fx, fy, cx, cy) for ``size × size`` images → ``[n, V, 3, size, size]`` in [0, 1] (CPU)."""
+    with ``intrinsics`` (fx, fy, cx, cy) ``[4]``, or ``[n, 4]`` one per object, for ``size × size`` images
+    → ``[n, V, 3, size, size]`` in [0, 1] (CPU)."""
     device, out = module_device(vae), []
+    intrinsics = torch.as_tensor(intrinsics, dtype=torch.float32)
+    if intrinsics.shape not in ((4,), (len(z), 4)):
+        raise DDMIError(f"intrinsics must be [4] or [n={len(z)}, 4], got {tuple(intrinsics.shape)}")
     if poses.ndim == 3:
         poses = poses[None].expand(len(z), -1, -1, -1)
     if poses.ndim != 4 or poses.shape[0] != len(z):
         raise DDMIError(f"poses must be [n={len(z)}, V, 4, 4] or [V, 4, 4], got {tuple(poses.shape)}")
     for i in range(len(z)):
         fields = vae.decode(z[i:i + 1].to(device))
-        origins, dirs = camera_rays(poses[i].float(), intrinsics, size, size)  # [V, size², 3]
+        k = intrinsics[i] if intrinsics.ndim == 2 else intrinsics
+        origins, dirs = camera_rays(poses[i].float(), k, size, size)  # [V, size², 3]
         o, d = origins.reshape(1, -1, 3).to(device), dirs.reshape(1, -1, 3).to(device)
         rgb = torch.cat([render_rays(vae, fields, o[:, s:s + chunk], d[:, s:s + chunk], n_samples=n_samples,
                                      near=near, far=far, perturb=False).rgb
@@ -63,8 +68,8 @@ def reconstruct_views(vae: D2CVAE, data: ViewTensors, index, views=None, *, n_po
     views = torch.arange(data.poses.shape[1]) if views is None else torch.as_tensor(views, dtype=torch.long)
     z, _ = encode_means(vae, encoder_input(data, index, n_points=n_points, seed=seed))
     size = size or data.size
-    pred = render_views(vae, z, data.poses[index][:, views], scale_intrinsics(data.intrinsics, data.size, size), size,
-                        n_samples=n_samples, near=data.near, far=data.far)
+    k = scale_intrinsics(data.object_intrinsics[index], data.size, size)  # [n, 4]: each object's own camera
+    pred = render_views(vae, z, data.poses[index][:, views], k, size, n_samples=n_samples, near=data.near, far=data.far)
     return pred, data.views01(index, views)
 
 

@@ -41,7 +41,8 @@ class TextToShapeConfig:
     The defaults are the ``cpu`` preset. The paper's text encoder is not known (reference §2); ours
     is a 2-layer Transformer over the captions' words, trained jointly with the denoiser. ``cpu``:
     1,000 steps of joint training (168 s with one thread), a 300-step attribute classifier, 100
-    held-out captions × 4 guidance weights.
+    held-out captions × 4 guidance weights, and 8 held-out captions × 4 samples per weight for the
+    diversity of samples that share a caption.
     """
 
     ldm: LDMConfig = field(default_factory=lambda: shape_ldm_config("cpu", train=dict(steps=1000, max_time_s=480.0)))
@@ -54,15 +55,17 @@ class TextToShapeConfig:
     guidance: tuple[float, ...] = (0.0, 1.0, 2.0, 4.0)   # weights w of the sweep
     n_eval: int = 100                     # held-out captions (one shape each) scored per weight
     eval_resolution: int = 32             # occupancy grid of generated shapes (= classifier input)
+    n_diversity: int = 8                  # held-out captions whose samples are compared with each other
+    diversity_samples: int = 4            # samples per caption (and per guidance weight) for that comparison
     classifier: AttributeClassifierConfig = field(default_factory=AttributeClassifierConfig)
 
 
 TEXT_TO_SHAPE_PRESETS = {
     "smoke": dict(ldm=shape_ldm_config("smoke"), text_dim=16, text_layers=1, text_heads=2, cond_dim=16,
-                  guidance=(0.0, 2.0), n_eval=4, eval_resolution=16,
+                  guidance=(0.0, 2.0), n_eval=4, eval_resolution=16, n_diversity=2, diversity_samples=3,
                   classifier=dict(resolution=16, width=8, train=dict(steps=10, batch_size=8, warmup_steps=1,
                                                                      max_time_s=None))),
-    "gpu": dict(ldm=shape_ldm_config("gpu"), text_dim=128, text_layers=3, cond_dim=128, n_eval=240,
+    "gpu": dict(ldm=shape_ldm_config("gpu"), text_dim=128, text_layers=3, cond_dim=128, n_eval=240, n_diversity=32,
                 classifier=dict(train=dict(steps=3000, batch_size=64, max_time_s=None))),
 }
 
@@ -152,8 +155,8 @@ def train_text_ldm(model: TextConditionedLDM, posterior, captions: list[list[str
 
     groups = model.ldm.param_groups(tcfg.lr, mix_lr=lc.mix_lr, weight_decay=tcfg.weight_decay)
     groups[0]["params"] = groups[0]["params"] + list(model.text.parameters())
-    settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("guidance", "n_eval", "eval_resolution",
-                                                                           "classifier", "ldm")}
+    evaluation_only = ("guidance", "n_eval", "eval_resolution", "n_diversity", "diversity_samples", "classifier", "ldm")
+    settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in evaluation_only}
     settings["ldm"] = {k: getattr(lc, k) for k in MODEL_FIELDS}
     config = {"text_to_shape": settings, "latent_shape": list(posterior.shape),
               "latent_scale_value": model.ldm.latent_scale, **(run_config or {})}

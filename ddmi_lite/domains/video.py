@@ -62,14 +62,17 @@ __all__ = [
     "load_or_train_video_vae",
     "load_video_split",
     "make_batch",
+    "moving_pixels",
     "pack_planes",
     "reconstruct",
+    "region_psnr",
     "render",
     "save_gif",
     "save_png",
     "to_model_range",
     "train_video_vae",
     "unpack_planes",
+    "video_aggregate_config",
     "video_coords",
 ]
 
@@ -87,7 +90,8 @@ class VideoVAEConfig:
     autocast; 2,300 steps (≈ 0.24 s each with two threads: about nine minutes). One-thread trials
     with 300 steps, held-out PSNR on 64 clips: 8² planes with three scales 21.3 dB; 16² planes
     22.4 dB (22.8 at 900 steps); + the product 22.6 dB; a wider readout (160) or a cross-plane
-    block at 16² added nothing. The encoder's pixel shortcut (nets/video.py) is what lets per-clip
+    block at 16² added nothing. Notebook 08 re-measures concat against concat_prod at equal steps
+    on every run (:func:`video_aggregate_config`), one seed per arm. The encoder's pixel shortcut (nets/video.py) is what lets per-clip
     colours reach z: without it held-out PSNR sat near the data-set mean (16 dB) for the first few
     hundred steps.
     """
@@ -134,10 +138,13 @@ class VideoEvalConfig:
     feature_batch: int = 32
     n_show: int = 4                   # clips per figure / GIF
     gif_fps: float = 8.0
+    n_ablation: int = 48              # held-out clips scoring the two short aggregation runs
+    n_between: int = 16               # held-out clips redrawn between frames (true in-between frames)
 
 
 VIDEO_EVAL_PRESETS = {
-    "smoke": dict(n_psnr=4, n_fvd=8, feature_clips=32, feature_steps=3, feature_batch=8, n_show=2),
+    "smoke": dict(n_psnr=4, n_fvd=8, feature_clips=32, feature_steps=3, feature_batch=8, n_show=2, n_ablation=4,
+                  n_between=2),
     "gpu": dict(feature_clips=2000, feature_steps=2000, feature_batch=64),
 }
 
@@ -168,6 +175,26 @@ VIDEO_LDM_PRESETS = {
 def video_ldm_config(profile: str = "cpu", **overrides) -> LDMConfig:
     """The latent-diffusion preset on video latents of ``profile``."""
     return preset(LDMConfig, profile, VIDEO_LDM_PRESETS, **overrides)
+
+
+# Equal-steps comparison of the plane aggregation ("concat" against "concat_prod"): the profile's VAE with
+# a shorter schedule, the same for both arms. cpu: 300 steps of 4 clips × 2,048 points (≈ 0.08 s per step
+# with two threads: under a minute for both arms).
+VIDEO_AGGREGATE_PRESETS = {
+    "smoke": dict(n_query=512, train=dict(steps=10, batch_size=4, warmup_steps=2)),
+    "cpu": dict(n_query=2048, train=dict(steps=300, batch_size=4, warmup_steps=20, max_time_s=180.0)),
+    "gpu": dict(n_query=8192, train=dict(steps=3000, warmup_steps=200)),
+}
+
+
+def video_aggregate_config(profile: str = "cpu", aggregate: str = "concat") -> VideoVAEConfig:
+    """The video VAE of ``profile`` with ``aggregate`` switched and the short schedule of
+    :data:`VIDEO_AGGREGATE_PRESETS` (identical for both aggregations, so they compare at equal steps)."""
+    if aggregate not in ("concat", "concat_prod"):
+        raise DDMIError(f"aggregate={aggregate!r} must be 'concat' or 'concat_prod'")
+    if profile not in VIDEO_AGGREGATE_PRESETS:
+        raise DDMIError(f"profile={profile!r} is not one of {sorted(VIDEO_AGGREGATE_PRESETS)}")
+    return video_vae_config(profile, aggregate=aggregate, **VIDEO_AGGREGATE_PRESETS[profile])
 
 
 def build_video_vae(cfg: VideoVAEConfig) -> D2CVAE:
@@ -268,6 +295,20 @@ def clip_psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         raise DDMIError(f"clip_psnr needs two equal [N, T, 3, H, W] shapes, got {tuple(a.shape)} and {tuple(b.shape)}")
     per_frame = psnr(rearrange(a, "n t c h w -> (n t) c h w"), rearrange(b, "n t c h w -> (n t) c h w"))
     return rearrange(per_frame, "(n t) -> n t", n=a.shape[0]).mean(1)
+
+
+def moving_pixels(clips01: torch.Tensor, *, tol: float = 0.02) -> torch.Tensor:
+    """Pixels whose colour changes during the clip (a sprite passes there; the background is static):
+    the std over frames of some channel above ``tol`` → bool ``[N, 1, 1, H, W]``."""
+    return clips01.float().std(1, keepdim=True).amax(2, keepdim=True) > tol
+
+
+def region_psnr(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> float:
+    """PSNR (peak 1) of clips ``[N, T, 3, H, W]`` over the pixels where ``mask`` (broadcast) is true,
+    the squared error pooled over all of them; ``nan`` for an empty mask."""
+    weight = mask.expand_as(a).float()
+    mse = ((a.float() - b.float()).pow(2) * weight).sum() / weight.sum()
+    return float(-10.0 * torch.log10(mse.clamp_min(1e-12)))
 
 
 # ----------------------------------------------------------------------------------------------- stage 2
