@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from scipy.spatial import cKDTree
+from tqdm.auto import tqdm
 
 from ddmi_lite.errors import DDMIError
 
@@ -86,36 +88,60 @@ def chamfer_distance(a, b, *, chunk: int = 2048) -> torch.Tensor:
     return torch.cat(a_to_b, dim=1).mean(1) + b_to_a.mean(1)
 
 
-def pairwise_chamfer(set_a, set_b, *, batch: int | None = None, device=None) -> torch.Tensor:
-    """CD between every cloud of ``set_a`` [Na,N,3] and of ``set_b`` [Nb,M,3] → [Na, Nb] (CPU).
+def pairwise_chamfer(set_a, set_b, *, batch: int | None = None, device=None, method: str = "auto",
+                     progress: bool = False) -> torch.Tensor:
+    """CD between every cloud of ``set_a`` [Na,N,3] and of ``set_b`` [Nb,M,3] → [Na, Nb] (float64, CPU).
 
-    ``batch`` clouds of ``set_b`` are compared with one cloud of ``set_a`` at a time (default:
-    as many as fit ~2²⁶ distances); ``device`` defaults to the device of ``set_a``.
+    ``method``: ``"kdtree"`` builds one k-d tree per cloud (:class:`scipy.spatial.cKDTree`) and
+    answers each nearest-neighbour query in O(log M) — the default on CPU, where it is many times
+    faster than the dense distances; ``"dense"`` computes all N·M squared distances
+    (:func:`chamfer_distance`, ``batch`` clouds of ``set_b`` at a time, default as many as fit ~2²⁶
+    distances) — the default on GPU. Both give CD up to float rounding (``tests/test_metrics3d.py``).
+    ``device`` defaults to the device of ``set_a``; ``progress`` shows a bar over the rows.
     """
     a, b = _clouds(set_a, "set_a"), _clouds(set_b, "set_b")
     device = a.device if device is None else torch.device(device)
+    if method not in ("auto", "kdtree", "dense"):
+        raise DDMIError(f"method={method!r} must be 'auto', 'kdtree' or 'dense'")
+    if method == "kdtree" or (method == "auto" and device.type == "cpu"):
+        return _pairwise_chamfer_kdtree(a.double().cpu().numpy(), b.double().cpu().numpy(), progress=progress)
     a, b = a.to(device), b.to(device, a.dtype)
     if batch is None:
         batch = max(1, (1 << 26) // (a.shape[1] * b.shape[1]))
     out = torch.empty(len(a), len(b), dtype=torch.float64)
     with torch.no_grad():
-        for i in range(len(a)):
+        for i in tqdm(range(len(a)), desc="chamfer", disable=not progress, leave=False):
             for start in range(0, len(b), batch):
                 part = b[start:start + batch]
                 out[i, start:start + len(part)] = chamfer_distance(a[i:i + 1].expand(len(part), -1, -1), part).double().cpu()
     return out
 
 
-def mmd_cov_nna(gen, ref, *, batch: int | None = None, device=None) -> dict[str, float]:
-    """PointFlow's MMD-CD, COV-CD and 1-NNA-CD of generated vs reference clouds (see module doc)."""
+def _pairwise_chamfer_kdtree(a: np.ndarray, b: np.ndarray, *, progress: bool = False) -> torch.Tensor:
+    """[Na,N,3], [Nb,M,3] float64 → CD [Na, Nb]: one k-d tree per cloud, queried by the other cloud's points."""
+    trees_a, trees_b = [cKDTree(x) for x in a], [cKDTree(x) for x in b]
+    out = np.empty((len(a), len(b)))
+    for i in tqdm(range(len(a)), desc="chamfer", disable=not progress, leave=False):
+        for j in range(len(b)):
+            d_ab, _ = trees_b[j].query(a[i], k=1)  # [N] distance of each a-point to its nearest b-point
+            d_ba, _ = trees_a[i].query(b[j], k=1)  # [M]
+            out[i, j] = np.mean(d_ab * d_ab) + np.mean(d_ba * d_ba)  # CD = mean min‖·‖² both ways
+    return torch.from_numpy(out)
+
+
+def mmd_cov_nna(gen, ref, *, batch: int | None = None, device=None, method: str = "auto",
+                progress: bool = False) -> dict[str, float]:
+    """PointFlow's MMD-CD, COV-CD and 1-NNA-CD of generated vs reference clouds (see module doc);
+    ``method``/``progress`` as in :func:`pairwise_chamfer`."""
     gen, ref = _clouds(gen, "gen"), _clouds(ref, "ref")
     if len(gen) < 1 or len(ref) < 1 or len(gen) + len(ref) < 3:
         raise DDMIError(f"gen has {len(gen)} and ref {len(ref)} clouds; 1-NNA needs at least 3 in all")
-    d_rg = pairwise_chamfer(ref, gen, batch=batch, device=device)  # [Nr,Ng]
+    kw = dict(batch=batch, device=device, method=method, progress=progress)
+    d_rg = pairwise_chamfer(ref, gen, **kw)                         # [Nr,Ng]
     mmd = d_rg.min(dim=1).values.mean()                             # mean over ref of min over gen
     cov = torch.unique(d_rg.argmin(dim=0)).numel() / len(ref)       # refs that are some gen's nearest
-    d_rr = pairwise_chamfer(ref, ref, batch=batch, device=device)
-    d_gg = pairwise_chamfer(gen, gen, batch=batch, device=device)
+    d_rr = pairwise_chamfer(ref, ref, **kw)
+    d_gg = pairwise_chamfer(gen, gen, **kw)
     d = torch.cat([torch.cat([d_rr, d_rg], 1), torch.cat([d_rg.T, d_gg], 1)], 0)  # [Nr+Ng, Nr+Ng]
     d.fill_diagonal_(float("inf"))                                  # leave one out
     label = torch.cat([torch.ones(len(ref)), torch.zeros(len(gen))])

@@ -317,6 +317,33 @@ def test_reproduce_entry_points(tmp_path, data):
     attempt("run_notebook(missing)", reproduce.run_notebook, tmp_path / "99_missing.py", profile=profile,
             out_dir=tmp_path / "o")
     attempt("select_notebooks", notebook.select_notebooks, data.draw(st.sampled_from(["01", "999", "x", ""])))
+    params = data.draw(st.lists(st.sampled_from(["DATA_DIR=/x", "data_dir=/x", "N=1", "N=2", "=3", "X", "A=[1,",
+                                                  "SEED=4", "OUT_DIR=/tmp", "B=\u00b2"]), max_size=3))
+    parsed = attempt("parse_params", reproduce.parse_params, params)
+    if parsed is not None:
+        assert all(k.isupper() or "_" in k for k in parsed)
+        attempt("check_params", reproduce.check_params, parsed, notebook.select_notebooks("01"))
+    seed = data.draw(st.sampled_from([0, 3, -1, True, 2.5, "1"]))
+    name = attempt("run_name", notebook.run_name, "smoke", seed=seed, params=parsed or None)
+    if name is not None:
+        assert name == "smoke" if not seed and not parsed else name.startswith(f"smoke-seed{int(seed)}")
+
+
+@settings(max_examples=20, **SETTINGS)
+@given(kind=st.sampled_from(["file", "under_file", "fine"]), argv=st.sampled_from(
+    [["--seed", "-1"], ["--param", "lower=1"], ["--param", "NO_SUCH=1"], ["--param", "SEED=1"], []]))
+def test_cli_output_root_and_parameters_are_checked_before_any_work(tmp_path, kind, argv, capsys):
+    from ddmi_lite.__main__ import main
+    blocker = tmp_path / f"blocker_{next(_IDS)}"
+    blocker.write_text("keep")
+    out = {"file": blocker, "under_file": blocker / "runs", "fine": tmp_path / f"fine_{next(_IDS)}"}[kind]
+    if kind == "fine" and not argv:
+        return  # a valid call would run the notebook
+    code = main(["reproduce", "--profile", "smoke", "--only", "01", "--out", str(out), *argv])
+    OUTCOMES[("cli reproduce --out/--param", f"exit {code}")] += 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("ddmi-lite: error:")
+    assert blocker.read_text() == "keep" and not (tmp_path / "fine").exists()
 
 
 # ----------------------------------------------------------------------------- checkpoints

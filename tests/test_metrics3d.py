@@ -43,9 +43,9 @@ def test_chamfer_is_symmetric_zero_on_identical_clouds_and_squared():
 def test_pairwise_chamfer_matches_single_calls():
     gen = torch.Generator().manual_seed(2)
     x, y = torch.randn(4, 16, 3, generator=gen), torch.randn(3, 12, 3, generator=gen)
-    for batch in (None, 1, 2):
-        d = pairwise_chamfer(x, y, batch=batch)
-        assert d.shape == (4, 3)
+    for method, batch in (("dense", None), ("dense", 1), ("dense", 2), ("kdtree", None), ("auto", None)):
+        d = pairwise_chamfer(x, y, batch=batch, method=method)
+        assert d.shape == (4, 3) and d.dtype == torch.float64
         for i in range(4):
             for j in range(3):
                 assert d[i, j].item() == pytest.approx(chamfer_distance(x[i], y[j]).item(), rel=1e-5)
@@ -106,3 +106,16 @@ def test_normalize_to_unit_sphere_is_translation_and_scale_invariant():
     torch.testing.assert_close((n.amax(1) + n.amin(1)) / 2, torch.zeros(2, 3), atol=1e-6, rtol=0)
     torch.testing.assert_close(normalize_to_unit_sphere(3.0 * p + 5.0), n, atol=1e-5, rtol=1e-5)
     assert normalize_to_unit_sphere(p[0]).shape == (100, 3)
+
+
+def test_kdtree_and_dense_chamfer_agree_on_surface_sized_clouds():
+    """The k-d tree path (CPU default) gives the dense distances' CD and the same MMD/COV/1-NNA."""
+    gen = torch.Generator().manual_seed(5)
+    ref = torch.randn(6, 512, 3, generator=gen) * torch.tensor([1.0, 0.5, 0.2])
+    fake = torch.randn(5, 400, 3, generator=gen) * torch.tensor([0.8, 0.6, 0.3]) + 0.05
+    dense = pairwise_chamfer(ref, fake, method="dense")
+    tree = pairwise_chamfer(ref, fake, method="kdtree")
+    torch.testing.assert_close(tree, dense, rtol=1e-4, atol=1e-7)
+    assert mmd_cov_nna(fake, ref, method="kdtree") == pytest.approx(mmd_cov_nna(fake, ref, method="dense"), rel=1e-4)
+    with pytest.raises(DDMIError, match="method="):
+        pairwise_chamfer(ref, fake, method="brute")
