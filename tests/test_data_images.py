@@ -198,6 +198,43 @@ def test_image_folder_dataset_matches_eager_loader(tmp_path):
     assert torch.equal(torch.stack([dataset[i] for i in range(len(dataset))]), eager)
 
 
+def test_image_folder_cache_is_decoded_once_checked_and_keyed_by_the_files(tmp_path, monkeypatch):
+    """A folder decodes once into a uint8 cache with a checksum manifest; the user's folder is only read."""
+    from ddmi_lite.data import folders
+
+    user, cache = tmp_path / "afhq", tmp_path / "cache"
+    _write_folder(user)
+    before = {p: p.read_bytes() for p in user.rglob("*") if p.is_file()}
+    eager = load_image_folder(user, 12)
+    cached = load_image_folder(user, 12, cache=True, cache_dir=cache)
+    assert torch.equal(cached, eager)
+    small = load_image_folder(user, 12, cache=True, cache_dir=cache, dtype="uint8")
+    assert small.dtype == torch.uint8 and torch.equal(small.float() / 255, eager)
+    entries = sorted(cache.glob("*.json"))
+    manifest = json.loads(entries[0].read_text())
+    assert len(entries) == 1 and manifest["shape"] == [4, 12, 12, 3] and len(manifest["files"]) == 4
+    assert sha256_file(cache / entries[0].name.replace(".json", ".npy")) == manifest["sha256"]
+    assert (cache / MARKER).is_file()
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("decoded again")
+
+    monkeypatch.setattr(folders, "read_image", no_decoding)
+    assert torch.equal(load_image_folder(user, 12, cache=True, cache_dir=cache), eager)  # from the cache
+    monkeypatch.undo()
+    npy = cache / entries[0].name.replace(".json", ".npy")
+    npy.write_bytes(npy.read_bytes()[:-7] + b"garbage")  # damaged: checksum fails, decoded again
+    assert torch.equal(load_image_folder(user, 12, cache=True, cache_dir=cache), eager)
+    Image.fromarray(np.zeros((12, 12, 3), np.uint8)).save(user / "dog" / "e_new.png")  # the folder changed
+    assert load_image_folder(user, 12, cache=True, cache_dir=cache).shape[0] == 5
+    assert len(list(cache.glob("*.json"))) == 2
+    assert {p: p.read_bytes() for p in user.rglob("*") if p.is_file() and p.name != "e_new.png"} == before
+    with pytest.raises(DDMIError, match="refusing to write image cache"):
+        load_image_folder(user, 12, cache=True, cache_dir=user / "cat")  # never into a user's folder
+    with pytest.raises(DDMIError, match="dtype="):
+        load_image_folder(user, 12, dtype="float16")
+
+
 def test_image_folder_errors(tmp_path):
     with pytest.raises(DDMIError, match="does not exist"):
         load_image_folder(tmp_path / "missing", 16)

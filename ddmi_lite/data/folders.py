@@ -12,6 +12,9 @@ Each image becomes RGB in [0,1]: EXIF orientation applied, transparency composit
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
 import os
 from pathlib import Path
 
@@ -19,8 +22,11 @@ import numpy as np
 import torch
 from einops import rearrange
 from PIL import Image, ImageOps, UnidentifiedImageError
+from tqdm.auto import tqdm
 
+from ddmi_lite.data.emoji import default_data_dir
 from ddmi_lite.errors import DDMIError
+from ddmi_lite.io import atomic_write, claim_folder, read_json_or_none, sha256_bytes, sha256_file, write_json
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
 
@@ -107,13 +113,68 @@ def _to_tensor(images: np.ndarray) -> torch.Tensor:
     return rearrange(torch.from_numpy(images), "... h w c -> ... c h w").float().div_(255.0)
 
 
-def load_image_folder(path: str | os.PathLike, size: int, *, limit: int | None = None) -> torch.Tensor:
-    """All images of a folder as float32 [N,3,size,size] in [0,1] (sorted path order)."""
+CACHE_FORMAT = "ddmi_lite.image_cache.v1"
+
+
+def folder_cache_key(files: list[Path], root: Path, size: int) -> str:
+    """What decides a cache entry: the folder, ``size`` and every file's relative path, size and mtime."""
+    listing = [[str(f.relative_to(root)), f.stat().st_size, f.stat().st_mtime_ns] for f in files]
+    text = json.dumps({"root": os.path.realpath(root), "size": size, "files": listing}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def cache_image_folder(path: str | os.PathLike, size: int, *, limit: int | None = None,
+                       cache_dir: str | os.PathLike | None = None, progress: bool = True) -> Path:
+    """Decode a folder once into a uint8 cache ``<cache_dir>/<key>.npy`` ``[N, size, size, 3]`` with a
+    manifest ``<key>.json`` (the files, the shape and the array's sha256); return the ``.npy`` path.
+
+    ``cache_dir`` defaults to ``<data dir>/cache/image_folders`` (``DDMI_DATA_DIR`` or the repo's
+    ``data/``), a folder the library makes; the user's folder is only read. A later call with the
+    same files (paths, sizes, modification times) and ``size`` reuses the entry after checking its
+    checksum; any change to the folder makes a new entry. Uses a quarter of the float32 memory.
+    """
     size = _check_size(size)
-    files = list_image_files(path, limit=limit)
+    root = Path(path).expanduser()
+    files = list_image_files(root, limit=limit)
+    folder = claim_folder(Path(cache_dir) if cache_dir is not None else default_data_dir() / "cache" / "image_folders",
+                          what="image cache")
+    key = folder_cache_key(files, root, size)
+    array_path, manifest_path = folder / f"{key}.npy", folder / f"{key}.json"
+    manifest = read_json_or_none(manifest_path)
+    if manifest is not None and manifest.get("format") == CACHE_FORMAT and array_path.is_file():
+        if sha256_file(array_path) == manifest.get("sha256"):
+            return array_path
     images = np.empty((len(files), size, size, 3), dtype=np.uint8)  # [N,H,W,3]
-    for k, file in enumerate(files):
+    for k, file in enumerate(tqdm(files, desc=f"decoding {root.name} at {size}²", disable=not progress)):
         images[k] = read_image(file, size)
+    buffer = io.BytesIO()
+    np.save(buffer, images, allow_pickle=False)
+    data = buffer.getvalue()
+    atomic_write(array_path, data)
+    write_json(manifest_path, {"format": CACHE_FORMAT, "root": str(root), "size": size, "shape": list(images.shape),
+                               "files": [str(f.relative_to(root)) for f in files], "sha256": sha256_bytes(data)})
+    return array_path
+
+
+def load_image_folder(path: str | os.PathLike, size: int, *, limit: int | None = None, cache: bool = False,
+                      cache_dir: str | os.PathLike | None = None, progress: bool = False,
+                      dtype: str = "float32") -> torch.Tensor:
+    """All images of a folder as [N,3,size,size] (sorted path order): float32 in [0,1], or
+    ``dtype="uint8"`` in 0–255 (a quarter of the memory). ``cache=True`` decodes through
+    :func:`cache_image_folder`, so a second call reads one checked array instead of every file."""
+    if dtype not in ("float32", "uint8"):
+        raise DDMIError(f"dtype={dtype!r} must be 'float32' or 'uint8'")
+    size = _check_size(size)
+    if cache:
+        array_path = cache_image_folder(path, size, limit=limit, cache_dir=cache_dir, progress=progress)
+        images = np.load(array_path, allow_pickle=False)
+    else:
+        files = list_image_files(path, limit=limit)
+        images = np.empty((len(files), size, size, 3), dtype=np.uint8)  # [N,H,W,3]
+        for k, file in enumerate(tqdm(files, desc=f"decoding {Path(path).name}", disable=not progress)):
+            images[k] = read_image(file, size)
+    if dtype == "uint8":
+        return rearrange(torch.from_numpy(np.ascontiguousarray(images)), "n h w c -> n c h w")
     return _to_tensor(images)  # [N,3,H,W]
 
 
