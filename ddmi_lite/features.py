@@ -11,7 +11,8 @@ are comparable only with each other, not with published FIDs / FVDs.
 * :func:`augment` and :func:`contrastive_loss` (NT-Xent), :func:`train_feature_net` with a
   safetensors cache keyed by a fingerprint of the training images.
 * :func:`image_features` / :func:`clip_features`: batched, eval-mode extraction → float64 ``[N, D]``.
-* :class:`InceptionFeatures`: the check for a local pytorch-fid weights file.
+* :class:`InceptionFeatures`: FID's InceptionV3 pool3 features from a local weights file
+  (:mod:`ddmi_lite.nets.inception`), for numbers comparable with published FIDs.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from tqdm.auto import tqdm
 
 from ddmi_lite.device import module_device, resolve_device
 from ddmi_lite.errors import DDMIError
+from ddmi_lite.nets.inception import FIDInceptionV3
 from ddmi_lite.io import atomic_write
 
 
@@ -233,23 +235,61 @@ def _batched_features(net: nn.Module, x: torch.Tensor, batch_size: int) -> np.nd
 
 
 class InceptionFeatures:
-    """pytorch-fid InceptionV3 pool3 features from a local weights file (never downloaded).
+    """FID's InceptionV3 pool3 features (2048 per image) from a local weights file, never downloaded.
 
-    Only the file check exists: the InceptionV3 architecture is not implemented in ddmi_lite,
-    so a present file raises as well.  Use :class:`FeatureNet` for comparisons within this project.
+    ``weights_path``: pytorch-fid's ``pt_inception-2015-12-05-6726825d.pth`` (a plain state dict,
+    read with ``torch.load(weights_only=True)``, which restores tensors and refuses any other
+    object) or the same tensors saved as ``.safetensors``. The classifier (``fc.*``) is not used.
+    With these weights, :func:`ddmi_lite.metrics.frechet_distance` of the features is the FID that
+    papers report (given the same number of samples and reference set); the architecture is
+    :class:`ddmi_lite.nets.inception.FIDInceptionV3`.
     """
 
-    def __init__(self, weights_path: str | os.PathLike):
+    def __init__(self, weights_path: str | os.PathLike, *, device: str | torch.device = "cpu", batch_size: int = 50):
         path = Path(weights_path)
         if not path.is_file():
             raise DDMIError(
                 f"weights_path={str(path)!r} does not exist: InceptionFeatures needs a local copy of the "
                 "pytorch-fid weights (pt_inception-2015-12-05-6726825d.pth); ddmi_lite never downloads"
             )
-        raise DDMIError(
-            f"InceptionFeatures({str(path)!r}): the InceptionV3 architecture is not yet supported in "
-            "ddmi_lite; use FeatureNet / train_feature_net features instead"
-        )
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise DDMIError(f"batch_size={batch_size!r} must be a positive int")
+        state = _read_state_dict(path)
+        state = {k: v for k, v in state.items() if not k.startswith("fc.")}  # the 1008-class head: unused
+        self.net = FIDInceptionV3()
+        expected = self.net.state_dict()
+        missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+        wrong = sorted(k for k in set(state) & set(expected) if tuple(state[k].shape) != tuple(expected[k].shape))
+        if missing or unexpected or wrong:
+            raise DDMIError(f"{path} is not the FID InceptionV3 weights: {len(missing)} tensors missing "
+                            f"{missing[:3]}, {len(unexpected)} unexpected {unexpected[:3]}, {len(wrong)} of another "
+                            f"shape {wrong[:3]}")
+        self.net.load_state_dict(state)
+        self.device, self.batch_size = torch.device(device), batch_size
+        self.net.eval().to(self.device)
+
+    @torch.no_grad()
+    def __call__(self, images: torch.Tensor, *, progress: bool = False) -> torch.Tensor:
+        """``images`` [N, 3, H, W] in [0, 1] → pool3 features float64 [N, 2048]."""
+        if not torch.is_tensor(images) or images.ndim != 4 or images.shape[1] != 3:
+            shape = tuple(images.shape) if torch.is_tensor(images) else type(images).__name__
+            raise DDMIError(f"images has shape {shape}; expected [N, 3, H, W] RGB in [0, 1]")
+        out = [self.net(images[s:s + self.batch_size].to(self.device, torch.float32)).double().cpu()
+               for s in tqdm(range(0, len(images), self.batch_size), desc="inception", disable=not progress)]
+        return torch.cat(out) if out else torch.empty(0, 2048, dtype=torch.float64)
+
+
+def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """A state dict from ``.safetensors`` or from a ``.pth`` holding only tensors (no code is unpickled)."""
+    try:
+        if path.suffix == ".safetensors":
+            return load_file(str(path))
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch and safetensors raise several types for foreign or damaged files
+        raise DDMIError(f"{path} cannot be read as a state dict of tensors ({type(err).__name__}: {err})") from err
+    if not isinstance(state, dict) or not all(isinstance(k, str) and torch.is_tensor(v) for k, v in state.items()):
+        raise DDMIError(f"{path} holds a {type(state).__name__}, not a state dict of named tensors")
+    return state
 
 
 __all__ = [

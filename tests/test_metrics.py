@@ -158,10 +158,41 @@ def test_feature_net_trains_caches_and_extracts(tmp_path):
     assert FeatureNet()(torch.rand(2, 3, 32, 32)).shape == (2, 128)
 
 
-def test_inception_needs_a_local_file(tmp_path):
+def test_inception_features_from_a_local_weights_file(tmp_path):
+    """Random weights saved as pytorch-fid does (.pth state dict, with its fc head) and as safetensors:
+    2048 pool3 features per image, deterministic, independent of the batch; foreign files refused."""
+    import safetensors.torch
+
+    from ddmi_lite.nets.inception import FIDInceptionV3
+
     with pytest.raises(DDMIError, match="does not exist"):
         InceptionFeatures(tmp_path / "missing.pth")
-    present = tmp_path / "pt_inception.pth"
-    present.write_bytes(b"0")
-    with pytest.raises(DDMIError, match="not yet supported"):
-        InceptionFeatures(present)
+    torch.manual_seed(0)
+    net = FIDInceptionV3()
+    for m in net.modules():  # non-trivial batch-norm statistics, as trained weights have
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.1, 0.1), m.running_var.uniform_(0.5, 1.5)
+    state = {**net.state_dict(), "fc.weight": torch.randn(1008, 2048), "fc.bias": torch.zeros(1008)}
+    torch.save(state, tmp_path / "pt_inception.pth")
+    safetensors.torch.save_file({k: v.contiguous() for k, v in state.items()}, str(tmp_path / "inception.safetensors"))
+    images = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    feats = InceptionFeatures(tmp_path / "pt_inception.pth", batch_size=2)(images)
+    assert feats.shape == (3, 2048) and feats.dtype == torch.float64 and torch.isfinite(feats).all()
+    assert (feats >= 0).all() and feats.std() > 0  # averages of ReLU outputs
+    again = InceptionFeatures(tmp_path / "inception.safetensors", batch_size=3)(images)
+    torch.testing.assert_close(again, feats, rtol=1e-5, atol=1e-6)  # same weights, other file and batching
+    torch.testing.assert_close(InceptionFeatures(tmp_path / "pt_inception.pth")(images[1:2]), feats[1:2],
+                               rtol=1e-5, atol=1e-6)
+    assert (feats[0] - feats[1]).abs().max() > 0  # the features depend on the image
+    del state["Mixed_7c.branch_pool.conv.weight"]
+    torch.save(state, tmp_path / "partial.pth")
+    with pytest.raises(DDMIError, match="1 tensors missing.*Mixed_7c.branch_pool.conv.weight"):
+        InceptionFeatures(tmp_path / "partial.pth")
+    (tmp_path / "garbage.pth").write_bytes(b"0")
+    with pytest.raises(DDMIError, match="cannot be read as a state dict"):
+        InceptionFeatures(tmp_path / "garbage.pth")
+    torch.save({"model": [1, 2]}, tmp_path / "other.pth")
+    with pytest.raises(DDMIError, match="not a state dict of named tensors"):
+        InceptionFeatures(tmp_path / "other.pth")
+    with pytest.raises(DDMIError, match="expected \\[N, 3, H, W\\]"):
+        InceptionFeatures(tmp_path / "inception.safetensors")(torch.rand(2, 32, 32))
