@@ -340,13 +340,13 @@ for name, (_, _, h) in spectra.items():
 
 fig = plt.figure(figsize=(14, 4.2))
 grid = fig.add_gridspec(3, n_scales + 4)
-for r in range(3):
-    ax = fig.add_subplot(grid[r, 0]); ax.imshow(test32[show[r]].permute(1, 2, 0)); ax.axis("off")
+for r in range(3):  # the first three held-out emoji of the spectra's set
+    ax = fig.add_subplot(grid[r, 0]); ax.imshow(test32[r].permute(1, 2, 0)); ax.axis("off")
     if r == 0: ax.set_title("input", fontsize=9)
     for l in range(n_scales):
-        ax = fig.add_subplot(grid[r, l + 1]); ax.imshow(single[l][show[r]].permute(1, 2, 0)); ax.axis("off")
+        ax = fig.add_subplot(grid[r, l + 1]); ax.imshow(single[l][r].permute(1, 2, 0)); ax.axis("off")
         if r == 0: ax.set_title(f"Ξ^{l + 1} only", fontsize=9)
-    ax = fig.add_subplot(grid[r, n_scales + 1]); ax.imshow(full_q9[show[r]].permute(1, 2, 0)); ax.axis("off")
+    ax = fig.add_subplot(grid[r, n_scales + 1]); ax.imshow(full_q9[r].permute(1, 2, 0)); ax.axis("off")
     if r == 0: ax.set_title("all scales", fontsize=9)
 ax = fig.add_subplot(grid[:, n_scales + 2:])
 for name, (freq, profile, h) in spectra.items():
