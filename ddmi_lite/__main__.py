@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Sequence
 
 from ddmi_lite import __version__
@@ -85,6 +86,8 @@ def _reproduce(args: argparse.Namespace) -> int:
         notebooks = select_notebooks(args.only)
         check_profile_device(args.profile, resolve_device(args.device))  # an unknown or unavailable device fails before any notebook
         params = parse_params(args.param)
+        if isinstance(params.get("DATA_DIR"), str) and params["DATA_DIR"]:  # the notebooks run in notebooks/
+            params["DATA_DIR"] = str(Path(params["DATA_DIR"]).expanduser().absolute())
         check_params(params, notebooks)
         name = run_name(args.profile, seed=args.seed, params=params)
         check_writable_folder(args.out, what="--out")

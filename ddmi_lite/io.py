@@ -12,7 +12,8 @@ pass ``durable=False``, where rewriting the cache is the recovery.
   ``None``, for caches that rebuild themselves).
 * :func:`npz_bytes` — an ``.npz`` (zip of ``.npy``) with fixed timestamps and attributes: the
   same arrays give the same bytes on every run, so data caches can be checked by sha256.
-* :func:`sha256_file` / :func:`sha256_bytes` — hex digests.
+* :func:`sha256_file` / :func:`sha256_bytes` — hex digests; :func:`tensor_digest` — 16 hex
+  digits naming the contents of tensors (which data set a checkpoint was trained on).
 * :func:`save_gif` — frames ``[F, 3, H, W]`` in [0, 1] → a looping animated GIF.
 """
 
@@ -188,6 +189,16 @@ def sha256_file(path: str | os.PathLike) -> str:
 def sha256_bytes(data: bytes) -> str:
     """Hex sha256 of ``data``."""
     return hashlib.sha256(data).hexdigest()
+
+
+def tensor_digest(*tensors) -> str:
+    """The first 16 hex digits of the sha256 over the dtype, shape and bytes of each tensor in turn."""
+    digest = hashlib.sha256()
+    for t in tensors:
+        array = np.ascontiguousarray(t.detach().cpu().numpy() if hasattr(t, "detach") else np.asarray(t))
+        digest.update(f"{array.dtype.str}{array.shape}".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()[:16]
 
 
 # ----------------------------------------------------------------------------- GIF

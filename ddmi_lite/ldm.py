@@ -21,7 +21,7 @@ from ddmi_lite.diffusion import LatentDiffusion
 from ddmi_lite.errors import DDMIError
 from ddmi_lite.sampling import SAMPLERS
 from ddmi_lite.schedule import Schedule
-from ddmi_lite.train import TrainConfig, TrainResult, load_or_train
+from ddmi_lite.train import TrainConfig, TrainResult, data_entry, load_or_train
 from ddmi_lite.unet import UNet
 
 
@@ -207,17 +207,18 @@ def train_ldm(ldm: LatentDiffusion, posterior: LatentPosterior, cfg: LDMConfig, 
 
 
 def load_or_train_ldm(vae, posterior: LatentPosterior, cfg: LDMConfig, *, ckpt_path, device="cpu", seed: int = 0,
-                      progress: bool = True) -> tuple[LatentDiffusion, TrainResult]:
+                      progress: bool = True, data_id: str | None = None) -> tuple[LatentDiffusion, TrainResult]:
     """Train the latent model on ``posterior`` (the VAE's training latents), or reuse its checkpoint.
 
     Returns ``(model for sampling, TrainResult)``: the EMA weights when EMA is on, in eval mode.
     The VAE's weights' fingerprint is part of the run, so a checkpoint written for another VAE
-    is trained afresh, not resumed. ``result.resumed_from == result.steps_done`` means the
+    is trained afresh, not resumed. ``data_id`` (a digest of a user's training data, None for the
+    bundled data) is stored with the run too. ``result.resumed_from == result.steps_done`` means the
     checkpoint was reused as is.
     """
     ldm = build_ldm(cfg, posterior.shape, latent_scale=resolve_latent_scale(cfg, posterior))
     result = train_ldm(ldm, posterior, cfg, device=device, ckpt_path=ckpt_path, seed=seed, progress=progress,
-                       run_config={"vae_fingerprint": model_fingerprint(vae)})
+                       run_config={"vae_fingerprint": model_fingerprint(vae), **data_entry(data_id)})
     model = result.ema.model if result.ema is not None else ldm
     return model.eval(), result
 

@@ -391,6 +391,16 @@ def model_settings(cfg) -> dict:
     return {k: v for k, v in dataclasses.asdict(cfg).items() if k != "train"}
 
 
+def data_entry(data_id: str | None) -> dict:
+    """``{"data": data_id}`` for a ``run_config`` when training on a user's data set (its digest,
+    :func:`ddmi_lite.io.tensor_digest`), ``{}`` for the bundled data, whose runs stay keyed as before."""
+    if data_id is None:
+        return {}
+    if not isinstance(data_id, str) or not data_id:
+        raise DDMIError(f"data_id={data_id!r} must be None or a non-empty string")
+    return {"data": data_id}
+
+
 def load_or_train(model: torch.nn.Module, loss_fn: Callable, batch_fn: Callable, cfg: TrainConfig, *,
                   ckpt_path, run_config: dict | None = None, device: str | torch.device = "cpu",
                   params: Iterable | None = None, progress: bool = True, desc: str = "train",

@@ -41,18 +41,25 @@ import numpy as np
 import torch
 
 from ddmi_lite import fields as F
-from ddmi_lite.data import load_emoji
-from ddmi_lite.domains.image import (build_image_vae, build_pyramid, image_vae_config, load_or_train_image_vae,
-                                     make_batch, reconstruct, render, to_model_range, to_unit_range)
+from ddmi_lite.domains.image import (build_image_vae, build_pyramid, image_splits, image_vae_config,
+                                     load_or_train_image_vae, make_batch, reconstruct, render, to_model_range,
+                                     to_unit_range)
+from ddmi_lite.io import tensor_digest
 from ddmi_lite.metrics import psnr
 from ddmi_lite.notebook import start_notebook, write_answers, write_metrics
 from ddmi_lite.vae import count_parameters, kl_weight
+
+# %% [markdown]
+# `DATA_DIR` empty trains on the bundled emoji. Set it to a folder of your own `.png` / `.jpg` /
+# `.webp` images (subfolders allowed, read recursively and only read) to train and evaluate on
+# those instead: every 10th image in sorted path order is held out, the rest train.
 
 # %% tags=["parameters"]
 PROFILE = "cpu"
 DEVICE = "auto"
 SEED = 0
 OUT_DIR = ""
+DATA_DIR = ""
 
 # %%
 t_start = time.time()
@@ -61,6 +68,10 @@ ckpt = ckpt_dir / "image_vae"
 cfg = image_vae_config(PROFILE)
 print(cfg)
 print("multi-scale target probabilities (full 32² grid, 48² crop, 64² crop):", cfg.multiscale_probs)
+images = image_splits(DATA_DIR, sorted({cfg.resolution, 32, 48, 64}))  # {"train": {size: [N,3,s,s]}, "test": {…}}
+data_id = tensor_digest(*images["train"].values()) if DATA_DIR else None  # names the data in the checkpoint
+print(f"data: {DATA_DIR or 'bundled emoji'} ({len(images['train'][cfg.resolution])} training, "
+      f"{len(images['test'][cfg.resolution])} held-out images)")
 
 # %% [markdown]
 # ## 0. The shapes, data to pixels
@@ -72,7 +83,7 @@ print("multi-scale target probabilities (full 32² grid, 48² crop, 64² crop):"
 # %%
 with torch.no_grad():
     shape_model = build_image_vae(cfg).eval()
-    x_demo = to_model_range(load_emoji(cfg.resolution, "train")[:2])
+    x_demo = to_model_range(images["train"][cfg.resolution][:2])
     post_demo = shape_model.encode(x_demo)
     fields_demo = shape_model.decode(post_demo.mode())
     coords_demo = F.image_coords(cfg.resolution)[None].expand(2, -1, -1)
@@ -96,7 +107,8 @@ field_sizes = [f.shape[-1] for f in fields_demo]
 # ## 1. Train (or reuse the checkpoint of an earlier run of this profile)
 
 # %%
-vae, result = load_or_train_image_vae(cfg, ckpt_path=ckpt, device=device, seed=SEED)
+vae, result = load_or_train_image_vae(cfg, ckpt_path=ckpt, device=device, seed=SEED, train=images["train"],
+                                      data_id=data_id)
 print(result.summary(ckpt))
 print(f"parameters: {count_parameters(vae):,}; latent per image: {'×'.join(map(str, latent_shape))}")
 
@@ -119,7 +131,7 @@ fig.tight_layout(); fig.savefig(out / "training.png", dpi=120); plt.show()
 # covers a quarter of the picture at twice the pixel density.
 
 # %%
-train_pyramid = build_pyramid(load_emoji(cfg.resolution, "train"), load_emoji(48, "train"), load_emoji(64, "train"))
+train_pyramid = build_pyramid(images["train"][cfg.resolution], images["train"][48], images["train"][64])
 batch_gen = torch.Generator().manual_seed(SEED)
 batch_index = torch.randint(0, len(train_pyramid[32]), (256,), generator=batch_gen)
 batch = make_batch(train_pyramid, batch_index, batch_gen,
@@ -201,10 +213,11 @@ print(f"β = {beta:.1e}; L1 summed = {rec_sum:.1f}, KL = {kl:.1f} nats, β·KL =
 # computed per image on values in [0, 1] and averaged.
 
 # %%
-test32, test64 = load_emoji(32, "test"), load_emoji(64, "test")
-train32 = load_emoji(32, "train")
-n_eval = {"smoke": 64}.get(PROFILE, len(test32))
-show = torch.randperm(n_eval, generator=torch.Generator().manual_seed(SEED))[:12]  # emoji shown in figures
+test32, test64 = images["test"][32], images["test"][64]
+train32 = images["train"][32]
+n_eval = min({"smoke": 64}.get(PROFILE, len(test32)), len(test32))
+show = torch.randperm(n_eval, generator=torch.Generator().manual_seed(SEED))[:12]  # images shown in figures
+show = show[torch.arange(12) % len(show)]  # a small held-out set repeats its images
 rec = reconstruct(vae, test32[:n_eval])
 psnr_heldout = psnr(rec, test32[:n_eval]).mean().item()
 psnr_train = psnr(reconstruct(vae, train32[:n_eval]), train32[:n_eval]).mean().item()

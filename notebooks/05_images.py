@@ -33,20 +33,27 @@ import numpy as np
 import torch
 from matplotlib.ticker import FuncFormatter, LogLocator
 
-from ddmi_lite.data import load_emoji
-from ddmi_lite.domains.image import image_ldm_config, image_vae_config, load_or_train_image_vae, reconstruct
+from ddmi_lite.domains.image import (image_ldm_config, image_splits, image_vae_config, load_or_train_image_vae,
+                                     reconstruct)
 from ddmi_lite.features import image_features, train_feature_net
+from ddmi_lite.io import tensor_digest
 from ddmi_lite.latent_diffusion import (decode_to_images, encode_posterior, fd_report, nearest_neighbours,
                                         sweep_samplers)
 from ddmi_lite.ldm import load_or_train_ldm, sample_latents
 from ddmi_lite.metrics import fd_infinity, fd_vs_sample_size, frechet_distance, psnr, ssim
 from ddmi_lite.notebook import start_notebook, write_answers, write_metrics
 
+# %% [markdown]
+# `DATA_DIR` empty uses the bundled emoji. Set it to a folder of your own `.png` / `.jpg` / `.webp`
+# images (subfolders allowed, only read) to train and sample on those, with the same held-out split
+# as notebook 03: every 10th image in sorted path order.
+
 # %% tags=["parameters"]
 PROFILE = "cpu"
 DEVICE = "auto"
 SEED = 0
 OUT_DIR = ""
+DATA_DIR = ""
 
 # %%
 t_start = time.time()
@@ -75,11 +82,16 @@ cfg = image_ldm_config(PROFILE)
 # run.
 
 # %%
-vae, vae_result = load_or_train_image_vae(image_vae_config(PROFILE), ckpt_path=ckpt_dir / "image_vae",
-                                          device=device, seed=SEED)
-train32, test32 = load_emoji(32, "train"), load_emoji(32, "test")
+vae_cfg = image_vae_config(PROFILE)
+images = image_splits(DATA_DIR, sorted({vae_cfg.resolution, 32, 48, 64}))  # {"train": {size: images}, "test": {…}}
+data_id = tensor_digest(*images["train"].values()) if DATA_DIR else None  # names the data in the checkpoints
+print(f"data: {DATA_DIR or 'bundled emoji'}")
+vae, vae_result = load_or_train_image_vae(vae_cfg, ckpt_path=ckpt_dir / "image_vae", device=device, seed=SEED,
+                                          train=images["train"], data_id=data_id)
+train32, test32 = images["train"][32], images["test"][32]
 posterior = encode_posterior(vae, train32, hflip=cfg.hflip)
-ldm, ldm_result = load_or_train_ldm(vae, posterior, cfg, ckpt_path=ckpt_dir / "ldm_image", device=device, seed=SEED)
+ldm, ldm_result = load_or_train_ldm(vae, posterior, cfg, ckpt_path=ckpt_dir / "ldm_image", device=device, seed=SEED,
+                                    data_id=data_id)
 for name, res in (("VAE", vae_result), ("latent diffusion", ldm_result)):
     print(f"{name}: " + ("reused the checkpoint" if res.resumed_from == res.steps_done else "trained here")
           + f" ({res.steps_done} steps, {res.total_time_s:.0f} s of training)")

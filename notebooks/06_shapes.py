@@ -34,6 +34,7 @@
 
 # %%
 import json
+import os
 import textwrap
 import time
 
@@ -54,6 +55,7 @@ from ddmi_lite.domains.shape import (PLANE_ORDER, build_shape_vae, dense_occupan
                                      uniform_point_logits)
 from ddmi_lite.domains.shape_attributes import procedural_shape
 from ddmi_lite.domains.video import video_vae_config
+from ddmi_lite.io import tensor_digest
 from ddmi_lite.latent_diffusion import history_curve
 from ddmi_lite.ldm import load_or_train_ldm, sample_latents
 from ddmi_lite.metrics3d import chamfer_distance, iou, mmd_cov_nna, normalize_to_unit_sphere
@@ -61,16 +63,25 @@ from ddmi_lite.nets.pointnet import plane_cell_index, scatter_mean_planes
 from ddmi_lite.notebook import start_notebook, write_answers, write_metrics
 from ddmi_lite.vae import count_parameters
 
+# %% [markdown]
+# `DATA_DIR` empty uses the bundled procedural furniture. Set it to your own folder in the
+# Occupancy-Networks layout (`<category>/{train,test}.lst` and `<category>/<object>/points.npz`,
+# `pointcloud.npz`, as ShapeNet is distributed there; only read), and `CATEGORIES` to a comma-separated
+# list of category folders (ShapeNet synset ids such as `03001627`) to keep only those.
+
 # %% tags=["parameters"]
 PROFILE = "cpu"
 DEVICE = "auto"
 SEED = 0
 OUT_DIR = ""
+DATA_DIR = ""
+CATEGORIES = ""
 
 # %%
 t_start = time.time()
 device, gen, out, ckpt_dir = start_notebook("06_shapes", PROFILE, DEVICE, SEED, OUT_DIR)
-cfg, ldm_cfg, ev = shape_vae_config(PROFILE), shape_ldm_config(PROFILE), shape_eval_config(PROFILE)
+cfg = shape_vae_config(PROFILE, **({"data_root": os.path.abspath(DATA_DIR)} if DATA_DIR else {}))
+ldm_cfg, ev = shape_ldm_config(PROFILE), shape_eval_config(PROFILE)
 print(cfg, ev, sep="\n")
 
 # %% [markdown]
@@ -82,9 +93,12 @@ print(cfg, ev, sep="\n")
 # objects) and cached.
 
 # %%
-root = shape_data_root(cfg)
-train, test = load_shape_split(root, "train"), load_shape_split(root, "test")
-print(f"{len(train)} training and {len(test)} held-out objects from {root}")
+root = shape_data_root(cfg)  # a folder the library did not make is only read
+categories = [c.strip() for c in CATEGORIES.split(",") if c.strip()] or None
+train, test = (load_shape_split(root, split, categories=categories) for split in ("train", "test"))
+data_id = tensor_digest(train.points, train.occupancies, train.surface) if DATA_DIR else None  # names the data
+print(f"data: {DATA_DIR or 'bundled procedural furniture'}; {len(train)} training and {len(test)} held-out "
+      f"objects from {root} ({', '.join(sorted(set(train.categories)))})")
 show = torch.tensor([test.categories.index(c) for c in sorted(set(test.categories))])  # one per category
 x_show = encoder_input(test, show, n_surface=cfg.n_surface, surface_noise=cfg.surface_noise, seed=SEED)  # [k, S, 3]
 
@@ -225,7 +239,8 @@ print("occupied texels per plane:", counts[0, :, 0].flatten(1).sum(1).tolist())
 # ## 3. Train the D2C-VAE (or reuse the checkpoint of an earlier run of this profile)
 
 # %%
-vae, result = load_or_train_shape_vae(cfg, ckpt_path=ckpt_dir / "shape_vae", device=device, seed=SEED, data=train)
+vae, result = load_or_train_shape_vae(cfg, ckpt_path=ckpt_dir / "shape_vae", device=device, seed=SEED, data=train,
+                                      data_id=data_id)
 print(result.summary())
 print(f"parameters: {count_parameters(vae):,}; latent per shape: {tuple(cfg.net.latent_shape)}")
 fig, axes = plt.subplots(1, 2, figsize=(9, 3))
@@ -336,8 +351,9 @@ chamfer_heldout = chamfer_distance(recon_clouds, true_clouds).mean().item()
 print(f"Chamfer held-out ({n_ch} meshes at {ev.mesh_resolution}³): {chamfer_heldout:.5f}")
 
 k = min(ev.n_render, n_ch)
-gt_meshes = [procedural_shape(test.ids[i]).to_trimesh() for i in sub[:k].tolist()]
-titles = [f"true {test.categories[i]}" for i in sub[:k].tolist()] + ["reconstruction"] * k
+# the true meshes of the bundled shapes are regenerated from their ids; a user's folder has only points
+gt_meshes = [] if DATA_DIR else [procedural_shape(test.ids[i]).to_trimesh() for i in sub[:k].tolist()]
+titles = [f"true {test.categories[i]}" for i in sub[:k].tolist()][:len(gt_meshes)] + ["reconstruction"] * k
 geo.render_meshes_grid(gt_meshes + recon_meshes[:k], out / "reconstructions.png", titles=titles, ncols=k,
                        size=ev.render_size)
 plt.figure(figsize=(1.6 * k, 3.6)); plt.imshow(plt.imread(out / "reconstructions.png")); plt.axis("off"); plt.show()
@@ -407,7 +423,7 @@ for p, name in enumerate(PLANE_ORDER):
 fig.tight_layout(); fig.savefig(out / "stacked_latent.png", dpi=120); plt.show()
 
 ldm, ldm_result = load_or_train_ldm(vae, posterior, ldm_cfg, ckpt_path=ckpt_dir / "ldm_shape", device=device,
-                                    seed=SEED)
+                                    seed=SEED, data_id=data_id)
 print(("reused the checkpoint" if ldm_result.resumed_from == ldm_result.steps_done else
        f"trained {ldm_result.steps_done} steps in {ldm_result.total_time_s:.0f} s")
       + f"; UNet parameters {count_parameters(ldm.net):,}; latent scale {ldm.latent_scale:.4g}")
@@ -474,7 +490,7 @@ print(f"of the samples' MMD gap to the floor ({gap_total:+.5f}), VAE + meshing a
 # an executed copy of this notebook keeps only the PNGs above.)
 
 # %%
-scene = geo.k3d_scene([gt_meshes[0], recon_meshes[0], *[m for m in sample_meshes if not m.is_empty][:3]])
+scene = geo.k3d_scene([*gt_meshes[:1], recon_meshes[0], *[m for m in sample_meshes if not m.is_empty][:3]])
 scene
 
 # %%

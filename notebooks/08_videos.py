@@ -71,17 +71,25 @@ from ddmi_lite.domains.video import (
     video_vae_config,
 )
 from ddmi_lite.features import clip_features, train_feature_net
+from ddmi_lite.io import tensor_digest
 from ddmi_lite.latent_diffusion import history_curve
 from ddmi_lite.ldm import load_or_train_ldm, sample_latents
 from ddmi_lite.metrics import frechet_distance
 from ddmi_lite.notebook import start_notebook, write_metrics
 from ddmi_lite.vae import count_parameters
 
+# %% [markdown]
+# `DATA_DIR` empty uses the bundled moving emoji. Set it to your own frame folder,
+# `<DATA_DIR>/{train,test}/<clip>/<frame>.png` (or SkyTimelapse's `sky_train/`, `sky_test/`; frames
+# numbered in order, at least as many per clip as the profile's frames; only read), to train on
+# the first frames of each clip instead.
+
 # %% tags=["parameters"]
 PROFILE = "cpu"
 DEVICE = "auto"
 SEED = 0
 OUT_DIR = ""
+DATA_DIR = ""
 
 # %%
 t_start = time.time()
@@ -174,9 +182,11 @@ del probe
 # grouped, so no sprite is shared). Each row below is one clip, each column one frame.
 
 # %%
-train = load_video_split("train", size=R, limit=cfg.n_train)  # uint8 [N, T, 3, R, R]
-test = load_video_split("test", size=R)
-print(f"{len(train)} training and {len(test)} held-out clips of {T} frames at {R}²")
+train = load_video_split("train", size=R, limit=cfg.n_train, data_dir=DATA_DIR, frames=T)  # uint8 [N, T, 3, R, R]
+test = load_video_split("test", size=R, data_dir=DATA_DIR, frames=T)
+data_id = tensor_digest(train) if DATA_DIR else None  # names the data in the checkpoints
+print(f"data: {DATA_DIR or 'bundled moving emoji'}; {len(train)} training and {len(test)} held-out clips of "
+      f"{T} frames at {R}²")
 show = torch.arange(ev.n_show)
 show_strip(frame_strip(test[show].float() / 255), out / "data.png", "held-out clips")
 save_gif(test[show].float() / 255, out / "data.gif", fps=ev.gif_fps)
@@ -211,7 +221,8 @@ fig.tight_layout(); fig.savefig(out / "axis_means.png", dpi=120); plt.show()
 # trained on any points), with clips mirrored and played backwards at random.
 
 # %%
-vae, result = load_or_train_video_vae(cfg, ckpt_path=ckpt_dir / "video_vae", device=device, seed=SEED, clips=train)
+vae, result = load_or_train_video_vae(cfg, ckpt_path=ckpt_dir / "video_vae", device=device, seed=SEED, clips=train,
+                                      data_id=data_id)
 print(result.summary())
 print(f"parameters: {count_parameters(vae):,}; latent per clip: {cfg.net.latent_shape} (planes {PLANE_ORDER})")
 fig, axes = plt.subplots(1, 2, figsize=(9, 3))
@@ -348,7 +359,7 @@ arms, n_abl = {}, min(ev.n_ablation, n_psnr)
 for aggregate in ("concat", "concat_prod"):
     acfg = video_aggregate_config(PROFILE, aggregate)
     arm_vae, arm_result = load_or_train_video_vae(acfg, ckpt_path=ckpt_dir / f"video_vae_short_{aggregate}",
-                                                  device=device, seed=SEED, clips=train)
+                                                  device=device, seed=SEED, clips=train, data_id=data_id)
     arm_rec = reconstruct(arm_vae, test[:n_abl])
     arms[aggregate] = {"result": arm_result, "rec": arm_rec, "psnr": clip_psnr(arm_rec, truth[:n_abl]),
                        "moving": region_psnr(arm_rec, truth[:n_abl], moving[:n_abl])}
@@ -401,30 +412,34 @@ show_strip(frame_strip(trio), out / "aggregation_frames.png", "held-out clip · 
 # like the cross-fade of its frames.
 
 # %%
-n_between = min(ev.n_between, len(test))
-half_times = (torch.arange(2 * T - 1) / 2).tolist()  # frame units: 0, 0.5, 1, …, T − 1
-truth2x = render_moving_emoji("test", range(n_between), half_times, size=R, frames=T).float() / 255  # [n, 2T−1, 3, R, R]
-assert torch.equal(truth2x[:, ::2], test[:n_between].float() / 255)  # whole times redraw the data exactly
-rec2x = reconstruct(vae, test[:n_between], rate=2)  # [n, 2T−1, 3, R, R]
-print(f"{rec2x.shape[1]} frames at t = {frame_times(T, rate=2)[:3].tolist()} …")
-mid = slice(1, None, 2)  # the in-between frames
-between = {
-    "model, in-between frames": clip_psnr(rec2x[:, mid], truth2x[:, mid]),
-    "model, its own frames": clip_psnr(rec2x[:, ::2], truth2x[:, ::2]),
-    "cross-fade of the model's frames": clip_psnr((rec2x[:, :-2:2] + rec2x[:, 2::2]) / 2, truth2x[:, mid]),
-    "cross-fade of the true frames": clip_psnr((truth2x[:, :-2:2] + truth2x[:, 2::2]) / 2, truth2x[:, mid]),
-}
-for name, value in between.items():
-    print(f"{name:>34}: {value.mean():.2f} dB ({n_between} clips)")
-fade_diff, fade_se = paired(between["model, in-between frames"], between["cross-fade of the model's frames"])
-print(f"model in-between − cross-fade of its frames: {fade_diff:+.2f} ± {fade_se:.2f} dB. "
-      + compare(fade_diff, fade_se, "Querying t between frames does better than blending the model's frames.",
-                "Querying t between frames does worse than blending the model's frames.",
-                "Querying t between frames is not told apart from blending the model's frames."))
-rows = torch.stack([truth2x[:2], rec2x[:2]], 1).flatten(0, 1)[:, :12]  # truth, model, truth, model
-show_strip(frame_strip(rows), out / "frame_rate_2x.png",
-           "2× frame rate: true clip (rows 1, 3) and model (rows 2, 4); columns 2, 4, … are in-between frames")
-save_gif(torch.cat([truth2x[:2], rec2x[:2]], -1), out / "frame_rate_2x.gif", fps=2 * ev.gif_fps)
+between = {}  # a user's clips hold no true frames between their frames: this section needs the sprites
+if DATA_DIR:
+    print(f"no true in-between frames in {DATA_DIR}: the 2× frame-rate check is skipped")
+else:
+    n_between = min(ev.n_between, len(test))
+    half_times = (torch.arange(2 * T - 1) / 2).tolist()  # frame units: 0, 0.5, 1, …, T − 1
+    truth2x = render_moving_emoji("test", range(n_between), half_times, size=R, frames=T).float() / 255  # [n, 2T−1, 3, R, R]
+    assert torch.equal(truth2x[:, ::2], test[:n_between].float() / 255)  # whole times redraw the data exactly
+    rec2x = reconstruct(vae, test[:n_between], rate=2)  # [n, 2T−1, 3, R, R]
+    print(f"{rec2x.shape[1]} frames at t = {frame_times(T, rate=2)[:3].tolist()} …")
+    mid = slice(1, None, 2)  # the in-between frames
+    between = {
+        "model, in-between frames": clip_psnr(rec2x[:, mid], truth2x[:, mid]),
+        "model, its own frames": clip_psnr(rec2x[:, ::2], truth2x[:, ::2]),
+        "cross-fade of the model's frames": clip_psnr((rec2x[:, :-2:2] + rec2x[:, 2::2]) / 2, truth2x[:, mid]),
+        "cross-fade of the true frames": clip_psnr((truth2x[:, :-2:2] + truth2x[:, 2::2]) / 2, truth2x[:, mid]),
+    }
+    for name, value in between.items():
+        print(f"{name:>34}: {value.mean():.2f} dB ({n_between} clips)")
+    fade_diff, fade_se = paired(between["model, in-between frames"], between["cross-fade of the model's frames"])
+    print(f"model in-between − cross-fade of its frames: {fade_diff:+.2f} ± {fade_se:.2f} dB. "
+          + compare(fade_diff, fade_se, "Querying t between frames does better than blending the model's frames.",
+                    "Querying t between frames does worse than blending the model's frames.",
+                    "Querying t between frames is not told apart from blending the model's frames."))
+    rows = torch.stack([truth2x[:2], rec2x[:2]], 1).flatten(0, 1)[:, :12]  # truth, model, truth, model
+    show_strip(frame_strip(rows), out / "frame_rate_2x.png",
+               "2× frame rate: true clip (rows 1, 3) and model (rows 2, 4); columns 2, 4, … are in-between frames")
+    save_gif(torch.cat([truth2x[:2], rec2x[:2]], -1), out / "frame_rate_2x.gif", fps=2 * ev.gif_fps)
 
 # %% [markdown]
 # The sprites move at most 6% of the frame side and turn at most 12° per frame (under 2 pixels at
@@ -453,7 +468,8 @@ save_gif(torch.cat([truth2x[:2], rec2x[:2]], -1), out / "frame_rate_2x.gif", fps
 posterior = encode_posterior_clips(vae, train, hflip=ldm_cfg.hflip)
 assert torch.equal(pack_planes(unpack_planes(posterior.mean)), posterior.mean)  # exact round trip
 print(f"{len(posterior)} latents, packed shape {posterior.shape}; std(z) = {posterior.overall_std():.3f}")
-ldm, ldm_result = load_or_train_ldm(vae, posterior, ldm_cfg, ckpt_path=ckpt_dir / "ldm_video", device=device, seed=SEED)
+ldm, ldm_result = load_or_train_ldm(vae, posterior, ldm_cfg, ckpt_path=ckpt_dir / "ldm_video", device=device, seed=SEED,
+                                    data_id=data_id)
 print(("reused the checkpoint" if ldm_result.resumed_from == ldm_result.steps_done else
        f"trained {ldm_result.steps_done} steps in {ldm_result.total_time_s:.0f} s")
       + f"; UNet parameters {count_parameters(ldm.net):,}; latent scale {ldm.latent_scale:.4g}")
@@ -543,10 +559,10 @@ metrics = {
     "psnr_short_prod_minus_concat": agg_diff,
     "psnr_short_prod_minus_concat_se": agg_se,
     "train_steps_short": arms["concat"]["result"].steps_done,
-    "psnr_between_frames": between["model, in-between frames"].mean().item(),
-    "psnr_on_frames": between["model, its own frames"].mean().item(),
-    "psnr_between_crossfade_model": between["cross-fade of the model's frames"].mean().item(),
-    "psnr_between_crossfade_true": between["cross-fade of the true frames"].mean().item(),
+    **({"psnr_between_frames": between["model, in-between frames"].mean().item(),
+        "psnr_on_frames": between["model, its own frames"].mean().item(),
+        "psnr_between_crossfade_model": between["cross-fade of the model's frames"].mean().item(),
+        "psnr_between_crossfade_true": between["cross-fade of the true frames"].mean().item()} if between else {}),
     "frame_change_heldout": change["held-out clips"],
     "frame_change_samples": change["samples"],
     "fvd_samples": fds["samples"],

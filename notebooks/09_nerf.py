@@ -34,6 +34,7 @@
 # every sample is a 3D scene that can be rendered from any camera.
 
 # %%
+import os
 import time
 
 import matplotlib.pyplot as plt
@@ -68,6 +69,7 @@ from ddmi_lite.geometry import BOX
 from ddmi_lite.vae import encode_means
 from ddmi_lite.features import image_features, train_feature_net
 from ddmi_lite.io import save_gif
+from ddmi_lite.io import tensor_digest
 from ddmi_lite.latent_diffusion import history_curve
 from ddmi_lite.ldm import LatentPosterior, load_or_train_ldm, sample_latents
 from ddmi_lite.metrics import frechet_distance, psnr, ssim
@@ -80,16 +82,24 @@ from ddmi_lite.rays import (
 from ddmi_lite.notebook import start_notebook, write_metrics
 from ddmi_lite.vae import count_parameters
 
+# %% [markdown]
+# `DATA_DIR` empty uses the bundled rendered furniture. Set it to your own folder in the SRN-cars
+# layout with a coloured cloud per object, `<DATA_DIR>/{train,test}/<object>/` holding `rgb/*.png`,
+# `pose/*.txt`, `intrinsics.txt` and `pointcloud.npz` (square views, one layout for all objects;
+# only read), to train and evaluate on those objects instead.
+
 # %% tags=["parameters"]
 PROFILE = "cpu"
 DEVICE = "auto"
 SEED = 0
 OUT_DIR = ""
+DATA_DIR = ""
 
 # %%
 t_start = time.time()
 device, gen, out, ckpt_dir = start_notebook("09_nerf", PROFILE, DEVICE, SEED, OUT_DIR)
-cfg, ldm_cfg, ev = nerf_vae_config(PROFILE), nerf_ldm_config(PROFILE), nerf_eval_config(PROFILE)
+cfg = nerf_vae_config(PROFILE, **({"data_root": os.path.abspath(DATA_DIR)} if DATA_DIR else {}))
+ldm_cfg, ev = nerf_ldm_config(PROFILE), nerf_eval_config(PROFILE)
 print(cfg, ev, sep="\n")
 
 
@@ -117,8 +127,10 @@ def show_rows(rows, titles, path, *, scale=1.3):
 # cars (one npz per object), a format this loader does not read.
 
 # %%
-root = nerf_data_root(cfg)
+root = nerf_data_root(cfg)  # a folder the library did not make is only read
 train, test = load_view_split(root, "train"), load_view_split(root, "test")
+data_id = tensor_digest(train.images, train.poses, train.cloud) if DATA_DIR else None  # names the data
+print(f"data: {DATA_DIR or 'bundled rendered furniture'}")
 print(f"{len(train)} training and {len(test)} held-out objects, {train.poses.shape[1]} views of "
       f"{train.size}² each, {train.cloud.shape[1]} coloured points per object, from {root}")
 k = min(ev.n_show, len(test))
@@ -220,7 +232,8 @@ fig.tight_layout(); fig.savefig(out / "volume_rendering.png", dpi=120); plt.show
 # $\beta \nearrow 0.05$.
 
 # %%
-vae, result = load_or_train_nerf_vae(cfg, ckpt_path=ckpt_dir / "nerf_vae", device=device, seed=SEED, data=train)
+vae, result = load_or_train_nerf_vae(cfg, ckpt_path=ckpt_dir / "nerf_vae", device=device, seed=SEED, data=train,
+                                     data_id=data_id)
 print(result.summary())
 print(f"parameters: {count_parameters(vae):,}; latent per object: {tuple(cfg.net.latent_shape)}")
 fig, axes = plt.subplots(1, 2, figsize=(9, 3))
@@ -408,7 +421,8 @@ GifImage(filename=str(out / "turntable_heldout_0.gif"))
 mean, std = encode_means(vae, encoder_input(train, torch.arange(len(train)), n_points=cfg.n_points, seed=SEED))
 posterior = LatentPosterior(triplane_to_image(mean), triplane_to_image(std))
 print(f"{len(posterior)} latents, stacked shape {posterior.shape}; std(z) = {posterior.overall_std():.3f}")
-ldm, ldm_result = load_or_train_ldm(vae, posterior, ldm_cfg, ckpt_path=ckpt_dir / "ldm_nerf", device=device, seed=SEED)
+ldm, ldm_result = load_or_train_ldm(vae, posterior, ldm_cfg, ckpt_path=ckpt_dir / "ldm_nerf", device=device, seed=SEED,
+                                    data_id=data_id)
 print(("reused the checkpoint" if ldm_result.resumed_from == ldm_result.steps_done else
        f"trained {ldm_result.steps_done} steps in {ldm_result.total_time_s:.0f} s")
       + f"; UNet parameters {count_parameters(ldm.net):,}; latent scale {ldm.latent_scale:.4g}")

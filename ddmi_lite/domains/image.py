@@ -14,6 +14,7 @@ Implements the image rows of ddmi_method.md §1.5–1.9, scaled from 256/384/512
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
@@ -21,14 +22,14 @@ import torch
 from einops import rearrange
 
 from ddmi_lite import fields as F_fields
-from ddmi_lite.data import load_emoji
+from ddmi_lite.data import load_emoji, load_image_folder
 from ddmi_lite.device import module_device
 from ddmi_lite.errors import DDMIError
 from ddmi_lite.ldm import LDMConfig
 from ddmi_lite.nets.conv2d import Conv2dConfig, Decoder2D, Encoder2D
 from ddmi_lite.presets import preset
 from ddmi_lite.readout import CFCReadout
-from ddmi_lite.train import TrainConfig, load_or_train, model_settings
+from ddmi_lite.train import TrainConfig, data_entry, load_or_train, model_settings
 from ddmi_lite.vae import D2CVAE, kl_weight
 
 
@@ -241,22 +242,57 @@ def image_vae_loss(cfg: ImageVAEConfig):
 
 
 def train_image_vae(vae: D2CVAE, cfg: ImageVAEConfig, pyramid: dict[int, torch.Tensor], *, device="cpu",
-                    ckpt_path=None, seed: int = 0, progress: bool = True, callback=None):
+                    ckpt_path=None, seed: int = 0, progress: bool = True, callback=None, data_id: str | None = None):
     """Stage-1 training of the image D2C-VAE (:func:`ddmi_lite.train.load_or_train`'s resume policy)."""
     return load_or_train(vae, image_vae_loss(cfg), image_vae_batches(cfg, pyramid), replace(cfg.train, seed=seed),
-                         ckpt_path=ckpt_path, run_config={"vae": model_settings(cfg)}, device=device,
+                         ckpt_path=ckpt_path, run_config={"vae": model_settings(cfg), **data_entry(data_id)}, device=device,
                          progress=progress, desc="image D2C-VAE", callback=callback)
 
 
 def load_or_train_image_vae(cfg: ImageVAEConfig, *, ckpt_path, device="cpu", seed: int = 0,
-                            progress: bool = True):
+                            progress: bool = True, train: dict[int, torch.Tensor] | None = None,
+                            data_id: str | None = None):
     """Train the image D2C-VAE on the emoji training split, or reuse a finished checkpoint.
 
+    ``train`` (size → images, e.g. ``image_splits(folder)["train"]``) replaces the emoji at the
+    sizes it holds; ``data_id`` names that data in the checkpoint's run (:func:`ddmi_lite.train.data_entry`).
     Returns ``(vae in eval mode, TrainResult)``; ``result.resumed_from == result.steps_done``
     means the checkpoint was reused as is (notebooks say so).
     """
     vae = build_image_vae(cfg).to(device)
-    larger = [load_emoji(r, "train") for r in (48, 64)] if cfg.multiscale else []
-    pyramid = build_pyramid(load_emoji(cfg.resolution, "train"), *larger)
-    result = train_image_vae(vae, cfg, pyramid, device=device, ckpt_path=ckpt_path, seed=seed, progress=progress)
+    train = train or {}
+
+    def images(r: int) -> torch.Tensor:
+        return train[r] if r in train else load_emoji(r, "train")
+
+    larger = [images(r) for r in (48, 64)] if cfg.multiscale else []
+    pyramid = build_pyramid(images(cfg.resolution), *larger)
+    result = train_image_vae(vae, cfg, pyramid, device=device, ckpt_path=ckpt_path, seed=seed, progress=progress,
+                             data_id=data_id)
     return vae.eval(), result
+
+
+HELD_OUT_EVERY = 10  # a user's folder: images 9, 19, 29, … of the sorted list are held out
+
+
+def image_splits(data_dir: str | os.PathLike | None = "", sizes=(32, 48, 64), *,
+                 progress: bool = True) -> dict[str, dict[int, torch.Tensor]]:
+    """Training and held-out images at each of ``sizes``: ``{"train": {size: [N,3,s,s]}, "test": {…}}``, in [0,1].
+
+    Empty ``data_dir``: the bundled emoji and their grouped split (:func:`ddmi_lite.data.load_emoji`).
+    Otherwise every image under the folder in sorted path order
+    (:func:`ddmi_lite.data.load_image_folder`, decoded once into the uint8 cache under
+    ``<data dir>/cache/image_folders``; the folder itself is only read), with every
+    ``HELD_OUT_EVERY``-th image (positions 9, 19, 29, …) held out and the rest for training.
+    """
+    if not data_dir:
+        return {split: {s: load_emoji(s, split) for s in sizes} for split in ("train", "test")}
+    splits: dict[str, dict[int, torch.Tensor]] = {"train": {}, "test": {}}
+    for s in sizes:
+        images = load_image_folder(data_dir, s, cache=True, progress=progress)
+        held = torch.arange(len(images)) % HELD_OUT_EVERY == HELD_OUT_EVERY - 1
+        if not held.any():
+            raise DDMIError(f"image folder {data_dir} holds {len(images)} images; at least {HELD_OUT_EVERY} are "
+                            f"needed to hold every {HELD_OUT_EVERY}th out")
+        splits["train"][s], splits["test"][s] = images[~held], images[held]
+    return splits

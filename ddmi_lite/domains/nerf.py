@@ -47,7 +47,7 @@ from ddmi_lite.nets.triplane import TriplaneConfig, TriplaneDecoder, TriplaneEnc
 from ddmi_lite.presets import preset
 from ddmi_lite.rays import camera_rays, stratified_samples, volume_render
 from ddmi_lite.readout import CFCReadout, activation
-from ddmi_lite.train import TrainConfig, load_or_train, model_settings
+from ddmi_lite.train import TrainConfig, data_entry, load_or_train, model_settings
 from ddmi_lite.vae import D2CVAE, kl_weight
 
 
@@ -363,7 +363,7 @@ def nerf_loss(vae: D2CVAE, batch: dict, *, beta: float, n_samples: int, near: fl
 
 
 def train_nerf_vae(vae: D2CVAE, cfg: NeRFVAEConfig, data: ViewTensors, *, device="cpu", ckpt_path=None,
-                   seed: int = 0, progress: bool = True, callback=None):
+                   seed: int = 0, progress: bool = True, callback=None, data_id: str | None = None):
     """Stage 1: ``rec_weight``·Σ_rays L1 + β(t)·KL (:func:`nerf_loss`, :func:`ddmi_lite.train.load_or_train`)."""
     n = len(data)
 
@@ -377,12 +377,12 @@ def train_nerf_vae(vae: D2CVAE, cfg: NeRFVAEConfig, data: ViewTensors, *, device
                          rec_weight=cfg.rec_weight)
 
     return load_or_train(vae, loss_fn, batch_fn, replace(cfg.train, seed=seed), ckpt_path=ckpt_path,
-                         run_config={"vae": model_settings(cfg), "n_train": n}, device=device, progress=progress,
-                         desc="NeRF D2C-VAE", callback=callback)
+                         run_config={"vae": model_settings(cfg), "n_train": n, **data_entry(data_id)}, device=device,
+                         progress=progress, desc="NeRF D2C-VAE", callback=callback)
 
 
 def load_or_train_nerf_vae(cfg: NeRFVAEConfig, *, ckpt_path, device="cpu", seed: int = 0, progress: bool = True,
-                           data: ViewTensors | None = None):
+                           data: ViewTensors | None = None, data_id: str | None = None):
     """Train the NeRF D2C-VAE on the training split, or reuse a finished checkpoint at ``ckpt_path``.
 
     Returns ``(vae in eval mode, TrainResult)``; ``result.resumed_from == result.steps_done``
@@ -391,7 +391,8 @@ def load_or_train_nerf_vae(cfg: NeRFVAEConfig, *, ckpt_path, device="cpu", seed:
     if data is None:
         data = load_view_split(nerf_data_root(cfg, progress=progress), "train")
     vae = build_nerf_vae(cfg).to(device)
-    result = train_nerf_vae(vae, cfg, data, device=device, ckpt_path=ckpt_path, seed=seed, progress=progress)
+    result = train_nerf_vae(vae, cfg, data, device=device, ckpt_path=ckpt_path, seed=seed, progress=progress,
+                             data_id=data_id)
     return vae.eval(), result
 
 

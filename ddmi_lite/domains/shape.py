@@ -43,7 +43,7 @@ from ddmi_lite.metrics3d import iou
 from ddmi_lite.nets.triplane import PLANES, TriplaneConfig, TriplaneDecoder, TriplaneEncoder
 from ddmi_lite.presets import preset
 from ddmi_lite.readout import CFCReadout
-from ddmi_lite.train import TrainConfig, load_or_train, model_settings
+from ddmi_lite.train import TrainConfig, data_entry, load_or_train, model_settings
 from ddmi_lite.vae import D2CVAE, encode_means, kl_weight
 
 PLANE_ORDER = F_fields.LAYOUTS["triplane"]   # ("xy", "yz", "xz"), in both stages
@@ -195,9 +195,10 @@ class ShapeTensors:
         return self.points[idx, :self.n_uniform].float(), self.occupancies[idx, :self.n_uniform]
 
 
-def load_shape_split(root, split: str = "train", *, limit: int | None = None) -> ShapeTensors:
-    """Read a split of an ONet-layout folder into memory (all points, no subsampling)."""
-    ds = ShapeNetOccupancy(root, split)
+def load_shape_split(root, split: str = "train", *, limit: int | None = None, categories=None) -> ShapeTensors:
+    """Read a split of an ONet-layout folder into memory (all points, no subsampling); ``categories``
+    (folder names such as ShapeNet synset ids ``"03001627"``) keeps only those, None every one."""
+    ds = ShapeNetOccupancy(root, split, categories)
     items = ds.items if limit is None else ds.items[:limit]
     pts, occ, surf, n_uni = [], [], [], []
     for category, oid in items:
@@ -259,7 +260,7 @@ def encoder_input(data: ShapeTensors, index, *, n_surface: int = 1024, surface_n
 
 # ----------------------------------------------------------------------------------------------- training
 def train_shape_vae(vae: D2CVAE, cfg: ShapeVAEConfig, data: ShapeTensors, *, device="cpu", ckpt_path=None,
-                    seed: int = 0, progress: bool = True, callback=None):
+                    seed: int = 0, progress: bool = True, callback=None, data_id: str | None = None):
     """Stage 1: Σ_points BCE + β(t)·KL, β annealed linearly to ``cfg.beta_max`` (:func:`ddmi_lite.train.load_or_train`)."""
     n = len(data)
 
@@ -273,12 +274,12 @@ def train_shape_vae(vae: D2CVAE, cfg: ShapeVAEConfig, data: ShapeTensors, *, dev
         return model.loss(batch["x"], batch["coords"], batch["target"], beta=beta)
 
     return load_or_train(vae, loss_fn, batch_fn, replace(cfg.train, seed=seed), ckpt_path=ckpt_path,
-                         run_config={"vae": model_settings(cfg), "n_train": n}, device=device, progress=progress,
-                         desc="shape D2C-VAE", callback=callback)
+                         run_config={"vae": model_settings(cfg), "n_train": n, **data_entry(data_id)}, device=device,
+                         progress=progress, desc="shape D2C-VAE", callback=callback)
 
 
 def load_or_train_shape_vae(cfg: ShapeVAEConfig, *, ckpt_path, device="cpu", seed: int = 0, progress: bool = True,
-                            data: ShapeTensors | None = None):
+                            data: ShapeTensors | None = None, data_id: str | None = None):
     """Train the shape D2C-VAE on the training split of ``cfg``'s collection, or reuse a finished checkpoint.
 
     Returns ``(vae in eval mode, TrainResult)``; ``result.resumed_from == result.steps_done`` means
@@ -287,7 +288,8 @@ def load_or_train_shape_vae(cfg: ShapeVAEConfig, *, ckpt_path, device="cpu", see
     if data is None:
         data = load_shape_split(shape_data_root(cfg, progress=progress), "train")
     vae = build_shape_vae(cfg).to(device)
-    result = train_shape_vae(vae, cfg, data, device=device, ckpt_path=ckpt_path, seed=seed, progress=progress)
+    result = train_shape_vae(vae, cfg, data, device=device, ckpt_path=ckpt_path, seed=seed, progress=progress,
+                             data_id=data_id)
     return vae.eval(), result
 
 

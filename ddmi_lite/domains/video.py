@@ -38,7 +38,7 @@ from PIL import Image
 
 from ddmi_lite import fields as F_fields
 from ddmi_lite.device import module_device
-from ddmi_lite.data.video import load_moving_emoji
+from ddmi_lite.data.video import load_frame_folder, load_moving_emoji
 from ddmi_lite.errors import DDMIError
 from ddmi_lite.io import atomic_write
 from ddmi_lite.io import save_gif as write_gif
@@ -47,7 +47,7 @@ from ddmi_lite.metrics import psnr
 from ddmi_lite.nets.video import PLANE_ORDER, VideoDecoder, VideoEncoder, VideoNetConfig
 from ddmi_lite.presets import preset
 from ddmi_lite.readout import CFCReadout
-from ddmi_lite.train import TrainConfig, load_or_train, model_settings
+from ddmi_lite.train import TrainConfig, data_entry, load_or_train, model_settings
 from ddmi_lite.vae import D2CVAE, kl_weight
 
 __all__ = [
@@ -229,8 +229,12 @@ def video_coords(times: torch.Tensor, height: int, width: int | None = None) -> 
 
 
 # ----------------------------------------------------------------------------------------------- data
-def load_video_split(split: str = "train", *, size: int = 32, limit: int | None = None) -> torch.Tensor:
-    """Moving-emoji clips uint8 ``[N, T, 3, H, W]`` (prepared on first use), the first ``limit`` of them."""
+def load_video_split(split: str = "train", *, size: int = 32, limit: int | None = None, data_dir: str = "",
+                     frames: int = 16) -> torch.Tensor:
+    """Moving-emoji clips uint8 ``[N, T, 3, H, W]`` (prepared on first use), the first ``limit`` of them; with
+    ``data_dir``, the first ``frames`` frames of each clip of that frame folder's split (only read)."""
+    if data_dir:
+        return load_frame_folder(data_dir, split, frames, size, limit=limit).mul(255).round().to(torch.uint8)
     clips = load_moving_emoji(split, size=size, dtype=torch.uint8)
     return clips if limit is None else clips[:limit]
 
@@ -353,7 +357,7 @@ def decode_to_clips(vae: D2CVAE, z: torch.Tensor, frames: int, size: int, *, rat
 
 # ----------------------------------------------------------------------------------------------- training
 def train_video_vae(vae: D2CVAE, cfg: VideoVAEConfig, clips: torch.Tensor, *, device="cpu", ckpt_path=None,
-                    seed: int = 0, progress: bool = True, callback=None):
+                    seed: int = 0, progress: bool = True, callback=None, data_id: str | None = None):
     """Stage 1: Σ_points |ω̂ − ω| + β(t)·KL, β annealed linearly to ``cfg.beta_max`` (:func:`ddmi_lite.train.load_or_train`)."""
     n = len(clips)
 
@@ -366,12 +370,12 @@ def train_video_vae(vae: D2CVAE, cfg: VideoVAEConfig, clips: torch.Tensor, *, de
         return model.loss(batch["x"], batch["coords"], batch["target"], beta=beta)
 
     return load_or_train(vae, loss_fn, batch_fn, replace(cfg.train, seed=seed), ckpt_path=ckpt_path,
-                         run_config={"vae": model_settings(cfg), "n_train": n}, device=device, progress=progress,
-                         desc="video D2C-VAE", callback=callback)
+                         run_config={"vae": model_settings(cfg), "n_train": n, **data_entry(data_id)}, device=device,
+                         progress=progress, desc="video D2C-VAE", callback=callback)
 
 
 def load_or_train_video_vae(cfg: VideoVAEConfig, *, ckpt_path, device="cpu", seed: int = 0, progress: bool = True,
-                            clips: torch.Tensor | None = None):
+                            clips: torch.Tensor | None = None, data_id: str | None = None):
     """Train the video D2C-VAE on the moving-emoji training clips (or ``clips``), or reuse a finished checkpoint.
 
     Returns ``(vae in eval mode, TrainResult)``; ``result.resumed_from == result.steps_done`` means
@@ -383,7 +387,8 @@ def load_or_train_video_vae(cfg: VideoVAEConfig, *, ckpt_path, device="cpu", see
     if clips.ndim != 5 or tuple(clips.shape[1:]) != want:
         raise DDMIError(f"clips must be [N, {', '.join(map(str, want))}], got {tuple(clips.shape)}")
     vae = build_video_vae(cfg).to(device)
-    result = train_video_vae(vae, cfg, clips, device=device, ckpt_path=ckpt_path, seed=seed, progress=progress)
+    result = train_video_vae(vae, cfg, clips, device=device, ckpt_path=ckpt_path, seed=seed, progress=progress,
+                             data_id=data_id)
     return vae.eval(), result
 
 
