@@ -51,7 +51,9 @@ test-browser: browser-deps data
 	DDMI_BROWSER_TEST=1 $(PY) -m pytest -q tests/browser
 
 # The README's figures, copied from a finished `make reproduce` (PROFILE=cpu) run.
-FIGURES := 03_d2c_vae/reconstructions.png:d2c_vae_reconstructions 03_d2c_vae/multires.png:d2c_vae_multires \
+FIGURES := 01_basis_fields/q2_fields_vs_fourier.png:fields_vs_fourier \
+	02_coarse_to_fine/reconstructions.png:cfc_reconstructions 03_d2c_vae/scales_spectrum.png:d2c_vae_scales_spectrum \
+	03_d2c_vae/reconstructions.png:d2c_vae_reconstructions 03_d2c_vae/multires.png:d2c_vae_multires \
 	03_d2c_vae/fields_trained.png:d2c_vae_fields 08_videos/reconstructions.png:video_reconstructions \
 	09_nerf/novel_views.png:nerf_novel_views 10_ablations/ablation_bars.png:ablation_bars 11_performance/bench.png:bench
 figures:

@@ -170,6 +170,15 @@ def mesh_contains(mesh, points) -> np.ndarray:
     return winding_number(mesh, points) > 0.5
 
 
+def export_meshes(meshes, folder: str | os.PathLike, stem: str, *, formats=(".ply", ".glb"), limit: int = 4) -> list[Path]:
+    """Write the first ``limit`` non-empty ``meshes`` as ``folder/<stem>_<i><format>`` for every format
+    (PLY for MeshLab / Blender, GLB for web viewers); empty meshes are skipped. Returns the paths."""
+    paths = []
+    for i, mesh in enumerate([m for m in meshes if not m.is_empty][:limit]):
+        paths += [export_mesh(mesh, Path(folder) / f"{stem}_{i}{fmt}") for fmt in formats]
+    return paths
+
+
 def export_mesh(mesh, path: str | os.PathLike) -> Path:
     """Write ``mesh`` atomically; the format comes from the suffix (one of ``MESH_FORMATS``)."""
     path = Path(path)

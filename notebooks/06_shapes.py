@@ -433,6 +433,8 @@ z_img = sample_latents(ldm, n_gen, sampler=ldm_cfg.sampler, steps=ldm_cfg.sample
                        generator=torch.Generator().manual_seed(SEED))
 sample_meshes = meshes_from_logits(dense_occupancy(vae, image_to_triplane(z_img), ev.mesh_resolution),
                                    threshold=ev.mesh_threshold)
+files = geo.export_meshes(sample_meshes, out, "sample")  # open them in MeshLab / Blender (.ply) or a web viewer (.glb)
+print(f"wrote {len(files)} mesh files: {', '.join(f.name for f in files)}")
 print(f"{n_gen} samples, {sum(m.is_empty for m in sample_meshes)} empty meshes")
 geo.render_meshes_grid(sample_meshes[:2 * ev.n_render], out / "samples.png", ncols=ev.n_render, size=ev.render_size)
 plt.figure(figsize=(1.6 * ev.n_render, 3.4)); plt.imshow(plt.imread(out / "samples.png")); plt.axis("off"); plt.show()

@@ -239,6 +239,8 @@ for w in (0.0, max(cfg.guidance)):
     titles += [f"w={w:g}: " + textwrap.shorten(c, 60) for c in shown]
 geo.render_meshes_grid(rows, out / "captions_to_shapes.png", titles=titles, ncols=len(shown), size=ev.render_size,
                        title_width=26)
+files = geo.export_meshes(rows[len(shown):], out, "guided")  # the guided row: .ply (MeshLab, Blender), .glb (web)
+print(f"wrote {len(files)} mesh files: {', '.join(f.name for f in files)}")
 plt.figure(figsize=(1.7 * len(shown), 4.4)); plt.imshow(plt.imread(out / "captions_to_shapes.png")); plt.axis("off")
 plt.show()
 

@@ -42,6 +42,8 @@ import time
 
 import matplotlib.pyplot as plt
 import torch
+from IPython.display import Image as GifImage
+from IPython.display import display
 from torch.nn.functional import grid_sample
 
 from ddmi_lite import fields as F
@@ -269,6 +271,7 @@ pairs = torch.stack([test[show].float() / 255, rec_test[show]], 1).flatten(0, 1)
 show_strip(frame_strip(pairs), out / "reconstructions.png",
            "held-out clips (rows 1, 3, …) and their reconstructions (the row below each)")
 save_gif(torch.cat([test[show].float() / 255, rec_test[show]], -1), out / "reconstructions.gif", fps=ev.gif_fps)
+display(GifImage(filename=str(out / "reconstructions.gif")))  # moving: each true clip with its reconstruction on its right
 
 # %% [markdown]
 # Each ground-truth row sits above its reconstruction. Look at the sprites first: when the model
@@ -479,6 +482,7 @@ z_gen = sample_latents(ldm, n_gen, sampler=ldm_cfg.sampler, steps=ldm_cfg.sample
 samples = decode_to_clips(vae, z_gen, T, R)  # [n, T, 3, R, R] in [0, 1]
 show_strip(frame_strip(samples[:2 * ev.n_show]), out / "samples.png", "samples")
 save_gif(samples[:2 * ev.n_show], out / "samples.gif", fps=ev.gif_fps)
+display(GifImage(filename=str(out / "samples.gif")))
 
 
 def frame_change(clips01):  # mean |frame k+1 − frame k| over pixels and channels

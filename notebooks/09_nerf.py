@@ -273,10 +273,12 @@ show_rows(rows, titles, out / "reconstructions.png")
 # %% [markdown]
 # Geometry and colour can fail separately, so we score them separately on the same held-out views.
 # The **silhouette IoU** compares the object pixels (any channel below 0.95, i.e. not the white
-# background) of the reconstruction with those of the true view. The **colour spread** is the standard
-# deviation of the object pixels' colours (per channel, averaged over RGB): the true views have several
-# coloured parts per object, so a spread near the true one means the colours were kept, and a spread near
-# 0 means every object pixel came out in about one colour.
+# background) of the reconstruction with those of the true view. The **chroma** is the mean, over the
+# object pixels, of $\max(r,g,b) - \min(r,g,b)$: 0 for greys and browns-towards-grey, large for the
+# saturated red, green and blue parts of the true objects. A chroma near the true one means the colours
+# were kept; a chroma near 0 means every object came out in about one unsaturated colour. (A first
+# version of this cell used the standard deviation of the object pixels' colours; it is dominated by
+# shading and by edge pixels blended with the white background, and rated collapsed colours as kept.)
 
 # %%
 def object_pixels(img):
@@ -285,17 +287,18 @@ def object_pixels(img):
     return px[(px < 0.95).any(-1)]
 
 
-def colour_spread(img):
+def chroma(img):
+    """Mean max(r,g,b) − min(r,g,b) of the object pixels: how saturated the colours are."""
     px = object_pixels(img)
-    return px.std(0).mean().item() if len(px) > 1 else 0.0
+    return (px.amax(-1) - px.amin(-1)).mean().item() if len(px) else 0.0
 
 
 mask_t, mask_p = (true < 0.95).any(2), (pred < 0.95).any(2)  # [n, v, H, W]
 silhouette_iou = ((mask_t & mask_p).sum() / (mask_t | mask_p).sum().clamp_min(1)).item()
-spread_true, spread_recon = colour_spread(true), colour_spread(pred)
+spread_true, spread_recon = chroma(true), chroma(pred)
 spread_ratio = spread_recon / max(spread_true, 1e-8)
 mean_recon = object_pixels(pred).mean(0) if mask_p.any() else torch.ones(3)
-print(f"silhouette IoU {silhouette_iou:.2f}; colour spread of object pixels: true {spread_true:.3f}, "
+print(f"silhouette IoU {silhouette_iou:.2f}; chroma of object pixels: true {spread_true:.3f}, "
       f"reconstructed {spread_recon:.3f} (ratio {spread_ratio:.2f}); mean reconstructed object colour "
       f"{[round(v, 2) for v in mean_recon.tolist()]}")
 filled = mask_p.sum().item() / max(mask_t.sum().item(), 1)  # reconstructed object pixels per true one
@@ -303,10 +306,10 @@ if filled < 0.1:
     verdict = (f"the reconstructions are (almost) empty ({filled:.0%} of the true object pixels): the field has not "
                "learned the objects yet, so their colours cannot be judged")
 else:
-    verdict = ("the reconstructions lost most of the colour variation (ratio < 0.5): the parts' colours have "
-               "collapsed towards one average colour" if spread_ratio < 0.5 else
-               "the reconstructions keep most of the colour variation (ratio ≥ 0.8)" if spread_ratio >= 0.8 else
-               "the reconstructions keep part of the colour variation (0.5 ≤ ratio < 0.8)")
+    verdict = ("the reconstructions lost most of the colour (chroma ratio < 0.5): the parts' colours have "
+               "collapsed towards one unsaturated average colour" if spread_ratio < 0.5 else
+               "the reconstructions keep most of the colour (chroma ratio ≥ 0.8)" if spread_ratio >= 0.8 else
+               "the reconstructions keep part of the colour (0.5 ≤ chroma ratio < 0.8)")
     verdict += (f", while the silhouettes match well (IoU {silhouette_iou:.2f})" if silhouette_iou >= 0.7 else
                 f", and the silhouettes match only partly (IoU {silhouette_iou:.2f})")
 print("→ " + verdict)
@@ -406,7 +409,7 @@ GifImage(filename=str(out / "turntable_heldout_0.gif"))
 # The turntable cameras are not the dataset's, so there is no true image for each frame; the true
 # views above each row show the object and its colours. One field is rendered from every angle, so
 # the shape stays consistent across the frames; the colours are those of the reconstructions of
-# section 4, and whatever colour error those have (the colour-spread ratio printed there) is seen on
+# section 4, and whatever colour error those have (the chroma ratio printed there) is seen on
 # every frame here. At `novel_size` above the training size the renders are smoother, not sharper:
 # the field was fitted to 32² pixels.
 
@@ -457,9 +460,9 @@ sets = {"samples": gen_views.flatten(0, 1)[:n_fd],
 real = image_features(fnet, held)
 fds = {name: frechet_distance(real, image_features(fnet, x)) for name, x in sets.items()}
 print({k_: round(v, 3) for k_, v in fds.items()}, f"({n_fd} images each)")
-spread_samples, spread_held = colour_spread(gen_views), colour_spread(held)
+spread_samples, spread_held = chroma(gen_views), chroma(held)
 fd_position = (fds["samples"] - fds["floor"]) / max(fds["ceiling"] - fds["floor"], 1e-8)
-print(f"samples sit at {fd_position:.0%} of the way from the floor to the ceiling; colour spread of object "
+print(f"samples sit at {fd_position:.0%} of the way from the floor to the ceiling; chroma of object "
       f"pixels: samples {spread_samples:.3f}, held-out views {spread_held:.3f}")
 flat = gen_views.flatten(0, 1)
 panel = [(r, t) for r, t in ((flat[:8], "samples from random cameras"), (flat[8:16], "more samples"),
@@ -471,8 +474,8 @@ show_rows([r for r, _ in panel], [t for _, t in panel], out / "sample_views.png"
 # blurred or broken into pieces where the data's furniture has clean parts, specks of density floating
 # off the object (in the turntable GIFs they stay put as the camera turns, so they are in the field,
 # not in one view), and colour: the sample colours come from the same colour head as the
-# reconstructions, so a colour collapse there (section 4) returns here, which the two printed colour
-# spreads quantify. The FD position printed above says how far the samples are from the floor (what
+# reconstructions, so a colour collapse there (section 4) returns here, which the two printed chroma
+# values quantify. The FD position printed above says how far the samples are from the floor (what
 # training views score) towards the ceiling (noise).
 
 # %% [markdown]
@@ -488,6 +491,8 @@ show_rows([r for r, _ in panel], [t for _, t in panel], out / "sample_views.png"
 meshes = [density_mesh(vae, z_h[0], resolution=ev.mesh_resolution, level=ev.mesh_level),
           density_mesh(vae, z_gen[0], resolution=ev.mesh_resolution, level=ev.mesh_level)]
 print([f"{len(m.vertices)} vertices" for m in meshes])
+files = geo.export_meshes(meshes, out, "density_mesh")  # reconstruction, sample: .ply (MeshLab, Blender), .glb (web)
+print(f"wrote {len(files)} mesh files: {', '.join(f.name for f in files)}")
 geo.render_meshes_grid(meshes, out / "density_mesh.png", titles=[f"{test.ids[show[0]]} (reconstruction)", "sample 0"],
                        ncols=2, size=160)
 plt.figure(figsize=(5, 2.8)); plt.imshow(plt.imread(out / "density_mesh.png")); plt.axis("off"); plt.show()
@@ -501,8 +506,8 @@ metrics = {
     "psnr_train": psnr_train,
     "fd_samples": fds["samples"], "fd_floor": fds["floor"], "fd_ceiling": fds["ceiling"],
     "silhouette_iou_heldout": silhouette_iou,
-    "colour_spread_true": spread_true, "colour_spread_recon": spread_recon, "colour_spread_ratio": spread_ratio,
-    "colour_spread_samples": spread_samples, "colour_spread_held": spread_held,
+    "chroma_true": spread_true, "chroma_recon": spread_recon, "chroma_ratio": spread_ratio,
+    "chroma_samples": spread_samples, "chroma_held": spread_held,
     "train_s_vae": result.total_time_s, "train_steps_vae": result.steps_done,
     "train_s_ldm": ldm_result.total_time_s, "train_steps_ldm": ldm_result.steps_done,
     "params_vae": count_parameters(vae),
@@ -523,7 +528,7 @@ metrics
 # * Section 2's quadrature was written out in plain torch on rays of the trained model and matched the
 #   library's renderer (`assert_close` on the weights and the pixels).
 # * Held-out objects are reconstructed from their cloud alone (PSNR, SSIM), and rendered from new
-#   cameras at a new resolution. Geometry and colour are scored apart (silhouette IoU, colour spread
+#   cameras at a new resolution. Geometry and colour are scored apart (silhouette IoU, chroma
 #   of the object pixels), and section 4 prints, from this run's numbers, whether the colours of the
 #   parts survived or collapsed towards one average hue.
 # * The latent diffusion model of notebook 06 runs unchanged on the stacked tri-planes; its samples are
