@@ -104,7 +104,10 @@ def pairwise_chamfer(set_a, set_b, *, batch: int | None = None, device=None, met
     if method not in ("auto", "kdtree", "dense"):
         raise DDMIError(f"method={method!r} must be 'auto', 'kdtree' or 'dense'")
     if method == "kdtree" or (method == "auto" and device.type == "cpu"):
-        return _pairwise_chamfer_kdtree(a.double().cpu().numpy(), b.double().cpu().numpy(), progress=progress)
+        a_np = a.double().cpu().numpy()
+        same = set_a is set_b  # CD is symmetric: one set against itself needs each pair once
+        return _pairwise_chamfer_kdtree(a_np, a_np if same else b.double().cpu().numpy(), symmetric=same,
+                                        progress=progress)
     a, b = a.to(device), b.to(device, a.dtype)
     if batch is None:
         batch = max(1, (1 << 26) // (a.shape[1] * b.shape[1]))
@@ -117,15 +120,20 @@ def pairwise_chamfer(set_a, set_b, *, batch: int | None = None, device=None, met
     return out
 
 
-def _pairwise_chamfer_kdtree(a: np.ndarray, b: np.ndarray, *, progress: bool = False) -> torch.Tensor:
-    """[Na,N,3], [Nb,M,3] float64 → CD [Na, Nb]: one k-d tree per cloud, queried by the other cloud's points."""
-    trees_a, trees_b = [cKDTree(x) for x in a], [cKDTree(x) for x in b]
+def _pairwise_chamfer_kdtree(a: np.ndarray, b: np.ndarray, *, symmetric: bool = False,
+                             progress: bool = False) -> torch.Tensor:
+    """[Na,N,3], [Nb,M,3] float64 → CD [Na, Nb]: one k-d tree per cloud, queried by the other cloud's points.
+    ``symmetric``: ``b`` is ``a``, so only the pairs j ≥ i are computed and mirrored."""
+    trees_a = [cKDTree(x) for x in a]
+    trees_b = trees_a if symmetric else [cKDTree(x) for x in b]
     out = np.empty((len(a), len(b)))
     for i in tqdm(range(len(a)), desc="chamfer", disable=not progress, leave=False):
-        for j in range(len(b)):
+        for j in range(i if symmetric else 0, len(b)):
             d_ab, _ = trees_b[j].query(a[i], k=1)  # [N] distance of each a-point to its nearest b-point
             d_ba, _ = trees_a[i].query(b[j], k=1)  # [M]
             out[i, j] = np.mean(d_ab * d_ab) + np.mean(d_ba * d_ba)  # CD = mean min‖·‖² both ways
+            if symmetric:
+                out[j, i] = out[i, j]
     return torch.from_numpy(out)
 
 

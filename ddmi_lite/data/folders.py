@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from ddmi_lite.data.emoji import default_data_dir
 from ddmi_lite.errors import DDMIError
-from ddmi_lite.io import atomic_write, claim_folder, read_json_or_none, sha256_bytes, sha256_file, write_json
+from ddmi_lite.io import atomic_write, claim_folder, read_json_or_none, sha256_bytes, write_json
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
 
@@ -118,9 +118,40 @@ CACHE_FORMAT = "ddmi_lite.image_cache.v1"
 
 def folder_cache_key(files: list[Path], root: Path, size: int) -> str:
     """What decides a cache entry: the folder, ``size`` and every file's relative path, size and mtime."""
-    listing = [[str(f.relative_to(root)), f.stat().st_size, f.stat().st_mtime_ns] for f in files]
+    listing = [[str(f.relative_to(root)), st.st_size, st.st_mtime_ns] for f in files for st in (f.stat(),)]
     text = json.dumps({"root": os.path.realpath(root), "size": size, "files": listing}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def _decode(files: list[Path], size: int, *, desc: str, progress: bool) -> np.ndarray:
+    """Every file read with :func:`read_image` → uint8 [N, size, size, 3]."""
+    images = np.empty((len(files), size, size, 3), dtype=np.uint8)  # [N,H,W,3]
+    for k, file in enumerate(tqdm(files, desc=desc, disable=not progress)):
+        images[k] = read_image(file, size)
+    return images
+
+
+def _cached_images(path, size: int, *, limit, cache_dir, progress: bool) -> tuple[Path, np.ndarray]:
+    """The cache entry of a folder and its uint8 images, read once and checked, or decoded and written."""
+    root = Path(path).expanduser()
+    files = list_image_files(root, limit=limit)
+    folder = claim_folder(Path(cache_dir) if cache_dir is not None else default_data_dir() / "cache" / "image_folders",
+                          what="image cache")
+    key = folder_cache_key(files, root, size)
+    array_path, manifest_path = folder / f"{key}.npy", folder / f"{key}.json"
+    manifest = read_json_or_none(manifest_path)
+    if manifest is not None and manifest.get("format") == CACHE_FORMAT and array_path.is_file():
+        data = array_path.read_bytes()
+        if sha256_bytes(data) == manifest.get("sha256"):  # a damaged entry is decoded again below
+            return array_path, np.load(io.BytesIO(data), allow_pickle=False)
+    images = _decode(files, size, desc=f"decoding {root.name} at {size}²", progress=progress)
+    buffer = io.BytesIO()
+    np.save(buffer, images, allow_pickle=False)
+    data = buffer.getvalue()
+    atomic_write(array_path, data)
+    write_json(manifest_path, {"format": CACHE_FORMAT, "root": str(root), "size": size, "shape": list(images.shape),
+                               "files": [str(f.relative_to(root)) for f in files], "sha256": sha256_bytes(data)})
+    return array_path, images
 
 
 def cache_image_folder(path: str | os.PathLike, size: int, *, limit: int | None = None,
@@ -133,27 +164,7 @@ def cache_image_folder(path: str | os.PathLike, size: int, *, limit: int | None 
     same files (paths, sizes, modification times) and ``size`` reuses the entry after checking its
     checksum; any change to the folder makes a new entry. Uses a quarter of the float32 memory.
     """
-    size = _check_size(size)
-    root = Path(path).expanduser()
-    files = list_image_files(root, limit=limit)
-    folder = claim_folder(Path(cache_dir) if cache_dir is not None else default_data_dir() / "cache" / "image_folders",
-                          what="image cache")
-    key = folder_cache_key(files, root, size)
-    array_path, manifest_path = folder / f"{key}.npy", folder / f"{key}.json"
-    manifest = read_json_or_none(manifest_path)
-    if manifest is not None and manifest.get("format") == CACHE_FORMAT and array_path.is_file():
-        if sha256_file(array_path) == manifest.get("sha256"):
-            return array_path
-    images = np.empty((len(files), size, size, 3), dtype=np.uint8)  # [N,H,W,3]
-    for k, file in enumerate(tqdm(files, desc=f"decoding {root.name} at {size}²", disable=not progress)):
-        images[k] = read_image(file, size)
-    buffer = io.BytesIO()
-    np.save(buffer, images, allow_pickle=False)
-    data = buffer.getvalue()
-    atomic_write(array_path, data)
-    write_json(manifest_path, {"format": CACHE_FORMAT, "root": str(root), "size": size, "shape": list(images.shape),
-                               "files": [str(f.relative_to(root)) for f in files], "sha256": sha256_bytes(data)})
-    return array_path
+    return _cached_images(path, _check_size(size), limit=limit, cache_dir=cache_dir, progress=progress)[0]
 
 
 def load_image_folder(path: str | os.PathLike, size: int, *, limit: int | None = None, cache: bool = False,
@@ -166,13 +177,10 @@ def load_image_folder(path: str | os.PathLike, size: int, *, limit: int | None =
         raise DDMIError(f"dtype={dtype!r} must be 'float32' or 'uint8'")
     size = _check_size(size)
     if cache:
-        array_path = cache_image_folder(path, size, limit=limit, cache_dir=cache_dir, progress=progress)
-        images = np.load(array_path, allow_pickle=False)
+        images = _cached_images(path, size, limit=limit, cache_dir=cache_dir, progress=progress)[1]
     else:
-        files = list_image_files(path, limit=limit)
-        images = np.empty((len(files), size, size, 3), dtype=np.uint8)  # [N,H,W,3]
-        for k, file in enumerate(tqdm(files, desc=f"decoding {Path(path).name}", disable=not progress)):
-            images[k] = read_image(file, size)
+        images = _decode(list_image_files(path, limit=limit), size, desc=f"decoding {Path(path).name}",
+                         progress=progress)
     if dtype == "uint8":
         return rearrange(torch.from_numpy(np.ascontiguousarray(images)), "n h w c -> n c h w")
     return _to_tensor(images)  # [N,3,H,W]
