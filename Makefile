@@ -55,7 +55,8 @@ FIGURES := 01_basis_fields/q2_fields_vs_fourier.png:fields_vs_fourier \
 	02_coarse_to_fine/reconstructions.png:cfc_reconstructions 03_d2c_vae/scales_spectrum.png:d2c_vae_scales_spectrum \
 	03_d2c_vae/reconstructions.png:d2c_vae_reconstructions 03_d2c_vae/multires.png:d2c_vae_multires \
 	03_d2c_vae/fields_trained.png:d2c_vae_fields 08_videos/reconstructions.png:video_reconstructions \
-	09_nerf/novel_views.png:nerf_novel_views 10_ablations/ablation_bars.png:ablation_bars 11_performance/bench.png:bench
+	08_videos/error_map.png:video_error_map 09_nerf/novel_views.png:nerf_novel_views \
+	10_ablations/ablation_bars.png:ablation_bars 10_ablations/training_curves.png:ablation_curves 11_performance/bench.png:bench
 figures:
 	@for pair in $(FIGURES); do src=runs/$(PROFILE)/$${pair%%:*}; dst=docs/figures/$${pair##*:}.png; \
 	  test -f $$src || { echo "missing $$src: run make reproduce PROFILE=$(PROFILE) first" >&2; exit 1; }; \

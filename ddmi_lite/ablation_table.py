@@ -23,34 +23,42 @@ from ddmi_lite.io import atomic_write, write_json
 
 ROWS = ("weightgen", "single", "concat", "sum", "cfc")
 READOUT_MODES = {"single": "single_scale", "concat": "concat_input", "sum": "sum", "cfc": "cfc"}
-ROW_LABELS = {"weightgen": "weight generation over fixed PE", "single": "single-scale field",
+ROW_LABELS = {"weightgen": "weight generation (modulated SIREN)", "single": "single-scale field",
               "concat": "HDBF, all scales at the input", "sum": "HDBF, scales summed", "cfc": "HDBF + CFC"}
 DOMAINS = ("image", "shape")
 
 
 def flat_metrics(table: list[dict]) -> dict:
-    """The metrics.json keys: ``psnr_heldout_<row>[_std]``, ``fd_samples_<row>``, ``iou_heldout_<row>[_std]``,
-    ``mmd_<row>``, ``cov_<row>``, ``params_<domain>_<row>``, ``train_s_<domain>_<row>``."""
+    """The metrics.json keys, per row ``r``.
+
+    Images: ``abl_<r>_psnr`` (held-out, mean over seeds), ``abl_<r>_psnr_std``, ``abl_<r>_psnr_2x``
+    (2× renders against the true 2× emoji), ``abl_<r>_gain_last20`` (held-out PSNR gained over the last
+    20% of the steps, mean over seeds), ``abl_<r>_fd`` (``abl_fd_floor`` once), ``abl_<r>_params``,
+    ``abl_<r>_train_s``, ``abl_<r>_steps``; the baseline's pick ``abl_weightgen_lr``.
+    Shapes: ``abl_<r>_iou``, ``abl_<r>_iou_std``, ``abl_<r>_mmd``, ``abl_<r>_cov``, ``abl_shape_<r>_params``,
+    ``abl_shape_<r>_train_s``, ``abl_shape_<r>_steps``, ``abl_shape_weightgen_lr``. And ``abl_seeds``.
+    """
     out: dict[str, float] = {}
     for e in table:
         row, dom = e["row"], e["domain"]
+        pre = f"abl_{row}" if dom == "image" else f"abl_shape_{row}"
         if dom == "image":
-            out[f"psnr_heldout_{row}"] = e["recon_mean"]
-            out[f"psnr_heldout_{row}_std"] = e["recon_std"]
-            out[f"fd_samples_{row}"] = e["fd"]
+            out.update({f"abl_{row}_psnr": e["recon_mean"], f"abl_{row}_psnr_std": e["recon_std"],
+                        f"abl_{row}_psnr_2x": e["psnr_2x_mean"], f"abl_{row}_psnr_2x_std": e["psnr_2x_std"],
+                        f"abl_{row}_gain_last20": e["gain_last20"], f"abl_{row}_fd": e["fd"],
+                        "abl_fd_floor": e["fd_floor"]})
         else:
-            out[f"iou_heldout_{row}"] = e["recon_mean"]
-            out[f"iou_heldout_{row}_std"] = e["recon_std"]
-            out[f"mmd_{row}"] = e["mmd"]
-            out[f"cov_{row}"] = e["cov"]
-        out[f"params_{dom}_{row}"] = e["params"]
-        out[f"train_s_{dom}_{row}"] = e["train_s"]
-        out[f"train_steps_{dom}_{row}"] = e["steps"]
+            out.update({f"abl_{row}_iou": e["recon_mean"], f"abl_{row}_iou_std": e["recon_std"],
+                        f"abl_{row}_mmd": e["mmd"], f"abl_{row}_cov": e["cov"]})
+        out.update({f"{pre}_params": e["params"], f"{pre}_train_s": e["train_s"], f"{pre}_steps": e["steps"]})
+        if "lr" in e:
+            out[f"{pre}_lr"] = e["lr"]
+        out["abl_seeds"] = len(e["recon_seeds"])
     return out
 
 
-CSV_FIELDS = ("domain", "row", "label", "params", "steps", "train_s", "recon_metric", "recon_mean", "recon_std",
-              "fd", "mmd", "cov", "ldm_train_s")
+CSV_FIELDS = ("domain", "row", "label", "params", "steps", "train_s", "lr", "recon_metric", "recon_mean", "recon_std",
+              "psnr_2x_mean", "psnr_2x_std", "gain_last20", "fd", "fd_floor", "mmd", "cov", "ldm_train_s")
 
 
 def write_table(table: list[dict], out_dir, *, config=None) -> tuple[Path, Path]:
@@ -70,12 +78,18 @@ def write_table(table: list[dict], out_dir, *, config=None) -> tuple[Path, Path]
 
 def table_markdown(table: list[dict]) -> str:
     """The table as markdown: one line per (domain, row)."""
-    lines = ["| domain | row | params | train s | reconstruction (held-out) | generation |",
-             "| --- | --- | ---: | ---: | ---: | ---: |"]
+    lines = ["| domain | row | params | train s | held-out reconstruction | 2× render | last-20% gain | generation |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for e in table:
         rec = f"{e['recon_metric'].upper()} {e['recon_mean']:.3f} ± {e['recon_std']:.3f}"
-        gen = f"FD {e['fd']:.3f}" if e["domain"] == "image" else f"MMD {e['mmd']:.4f} / COV {e['cov']:.2f}"
-        lines.append(f"| {e['domain']} | {e['label']} | {e['params']:,} | {e['train_s']:.1f} | {rec} | {gen} |")
+        if e["domain"] == "image":
+            two, gain = f"{e['psnr_2x_mean']:.2f} ± {e['psnr_2x_std']:.2f} dB", f"{e['gain_last20']:+.2f} dB"
+            gen = f"FD {e['fd']:.3f} (floor {e['fd_floor']:.3f})"
+        else:
+            two, gain, gen = "–", "–", f"MMD {e['mmd']:.4f} / COV {e['cov']:.2f}"
+        label = e["label"] + (f" (lr {e['lr']:g})" if "lr" in e else "")
+        lines.append(f"| {e['domain']} | {label} | {e['params']:,} | {e['train_s']:.1f} | {rec} | {two} | {gain} "
+                     f"| {gen} |")
     return "\n".join(lines)
 
 
@@ -87,7 +101,7 @@ def load_table(out_dir) -> list[dict]:
     return json.loads(path.read_text(encoding="utf-8"))["rows"]
 
 
-CLAIMS = (("a", "generating adaptive positional embeddings beats generating weights over a fixed PE", "cfc", "weightgen"),
+CLAIMS = (("a", "generating adaptive positional embeddings beats generating the weights of a coordinate network", "cfc", "weightgen"),
           ("b", "multi-scale basis fields beat a single scale", "cfc", "single"),
           ("c", "coarse-to-fine conditioning beats all scales at the input", "cfc", "concat"))
 
@@ -102,12 +116,18 @@ def _generation_verdict(ours: float, other: float) -> str:
     return "holds" if ours < other else "does not hold"
 
 
+def _seed_verdict(ours: float, other: float, spread: float) -> str:
+    """``holds`` when the gap exceeds the seeds' spread, ``within the seed spread``, or ``does not hold``."""
+    gap = ours - other
+    return "holds" if gap > spread else ("within the seed spread" if abs(gap) <= spread else "does not hold")
+
+
 def claim_verdicts(table: list[dict]) -> list[str]:
     """One sentence per claim and domain, read off the table: does the paper's row beat its ablation?
 
-    Reconstruction counts as a win only when the gap exceeds the seeds' spread (the larger std);
-    generation (one LDM per row, no error bars) counts as a win only beyond a 5% relative gap, and
-    for shapes only when COV does not drop.
+    Reconstruction (and, for images, the 2× render) counts as a win only when the gap exceeds the
+    seeds' spread (the larger std); generation (one LDM per row, no error bars) counts as a win only
+    beyond a 5% relative gap, and for shapes only when COV does not drop.
     """
     by = {(e["domain"], e["row"]): e for e in table}
     out = []
@@ -118,17 +138,23 @@ def claim_verdicts(table: list[dict]) -> list[str]:
                 continue
             gap = a["recon_mean"] - b["recon_mean"]
             spread = max(a["recon_std"], b["recon_std"])
-            rec = "holds" if gap > spread else ("within the seed spread" if abs(gap) <= spread else "does not hold")
+            rec = _seed_verdict(a["recon_mean"], b["recon_mean"], spread)
             name = a["recon_metric"].upper()
             if dom == "image":
-                verdict, gen = _generation_verdict(a["fd"], b["fd"]), f"FD {a['fd']:.3f} vs {b['fd']:.3f}"
+                verdict = _generation_verdict(a["fd"], b["fd"])
+                gen = f"FD {a['fd']:.3f} vs {b['fd']:.3f}" + (f", floor {a['fd_floor']:.3f}" if "fd_floor" in a else "")
             else:
                 verdict = _generation_verdict(a["mmd"], b["mmd"])
                 if verdict == "holds" and a["cov"] < b["cov"]:
                     verdict = "is mixed (lower MMD, lower COV)"
                 gen = f"MMD {a['mmd']:.4f} vs {b['mmd']:.4f}, COV {a['cov']:.2f} vs {b['cov']:.2f}"
+            two = ""
+            if "psnr_2x_mean" in a and "psnr_2x_mean" in b:
+                s2 = max(a["psnr_2x_std"], b["psnr_2x_std"])
+                two = (f"; 2× render {_seed_verdict(a['psnr_2x_mean'], b['psnr_2x_mean'], s2)} "
+                       f"({a['psnr_2x_mean']:.2f} vs {b['psnr_2x_mean']:.2f} dB, seed spread {s2:.2f})")
             out.append(f"({tag}) {dom}: {text} — reconstruction {rec} ({name} {a['recon_mean']:.3f} vs "
-                       f"{b['recon_mean']:.3f}, gap {gap:+.3f}, seed spread {spread:.3f}); generation "
+                       f"{b['recon_mean']:.3f}, gap {gap:+.3f}, seed spread {spread:.3f}){two}; generation "
                        f"{verdict} ({gen}).")
     return out
 

@@ -6,7 +6,8 @@ Reference §2 (read from the official code):
   averaged over all dimensions, t ~ U{0, …, T−1}.
 * LDM "scaled linear" schedule: β_t = (linspace(√0.0015, √0.0195, T))², computed in float64.
 * LSGM mixed prediction (Vahdat et al. 2021, §3.2): ε̂ = (1 − s)·√(1−ᾱ_t)·x_t + s·net(x_t, t),
-  s = sigmoid(m), m a learnable per-channel logit initialised to −6.  For a standard-normal latent
+  s = sigmoid(m), m a learnable per-channel logit initialised to −6; s and the mix are computed in
+  float32 even when the network runs under bf16 autocast.  For a standard-normal latent
   the first term is the MSE-optimal prediction E[ε | x_t] (not ε itself, which x_t does not
   determine), so the network only learns a residual.
 * Targets are posterior *samples* z ~ q(z|x) with no rescaling (``latent_scale`` = 1, the default).
@@ -87,9 +88,21 @@ class LatentDiffusion(nn.Module):
             out = self.net(x_t, t, cond, drop_cond=drop_cond)
         if self.mix_logit is None:
             return out  # plain ε̂ = net(x_t, t)
-        s = torch.sigmoid(self.mix_logit).reshape(1, -1, *([1] * (x_t.ndim - 2))).to(out.dtype)  # [1, C, 1, …]
-        # ε̂ = (1 − s)·√(1−ᾱ_t)·x_t + s·net(x_t, t)   (LSGM mixed prediction)
-        return (1.0 - s) * self.schedule.at(self.schedule.sqrt_one_minus_alphas_cumprod, t, x_t) * x_t + s * out
+        return self._mix(x_t, t, out)
+
+    def _mix(self, x_t: torch.Tensor, t, out: torch.Tensor) -> torch.Tensor:
+        """ε̂ = (1 − s)·√(1−ᾱ_t)·x_t + s·net(x_t, t) (LSGM mixed prediction), in float32 or wider.
+
+        Under bf16 autocast the network's output is bf16; the weight s = sigmoid(m) and the mix are
+        still computed in float32 (autocast off, operands upcast), so training under autocast and
+        sampling in float32 use the same s. Float32 and float64 inputs are computed as they are.
+        """
+        dtype = torch.promote_types(torch.promote_types(out.dtype, x_t.dtype), torch.float32)
+        with torch.autocast(device_type=x_t.device.type, enabled=False):
+            x = x_t.to(dtype)
+            m = self.mix_logit.to(torch.promote_types(self.mix_logit.dtype, torch.float32))
+            s = torch.sigmoid(m).reshape(1, -1, *([1] * (x.ndim - 2))).to(dtype)  # [1, C, 1, …]
+            return (1.0 - s) * self.schedule.at(self.schedule.sqrt_one_minus_alphas_cumprod, t, x) * x + s * out.to(dtype)
 
     def eps(self, x_t: torch.Tensor, t, cond: torch.Tensor | None = None, guidance: float = 0.0) -> torch.Tensor:
         """ε̂(x_t, t[, c]); with guidance w: (1 + w)·ε̂(x_t, c) − w·ε̂(x_t, ∅)  (Ho & Salimans 2022, Eq. 6)."""

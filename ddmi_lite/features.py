@@ -208,28 +208,36 @@ def train_feature_net(images: torch.Tensor, *, steps: int = 400, seed: int = 0, 
 
 
 @torch.no_grad()
-def image_features(net: nn.Module, images: torch.Tensor, batch_size: int = 256) -> np.ndarray:
-    """Features [N, D] (float64 numpy) of images [N, 3, H, W] in [0, 1], computed in eval mode."""
+def image_features(net: nn.Module, images: torch.Tensor, batch_size: int = 256, *,
+                   progress: bool = False) -> np.ndarray:
+    """Features [N, D] (float64 numpy) of images [N, 3, H, W] in [0, 1], computed in eval mode.
+
+    ``progress``: a tqdm bar counting the images (off by default, as for the other extractors here).
+    """
     if images.ndim != 4 or images.shape[1] != 3:
         raise DDMIError(f"images must be [N, 3, H, W] in [0, 1]; got shape {tuple(images.shape)}")
-    return _batched_features(net, images, batch_size)
+    return _batched_features(net, images, batch_size, progress=progress, desc="image features", unit="image")
 
 
 @torch.no_grad()
-def clip_features(net: nn.Module, clips: torch.Tensor, batch_size: int = 64) -> np.ndarray:
+def clip_features(net: nn.Module, clips: torch.Tensor, batch_size: int = 64, *, progress: bool = False) -> np.ndarray:
     """Features [N, D] (float64 numpy) of clips [N, T, 3, H, W] in [0, 1] (a :class:`ClipFeatureNet`)."""
     if clips.ndim != 5 or clips.shape[2] != 3:
         raise DDMIError(f"clips must be [N, T, 3, H, W] in [0, 1]; got shape {tuple(clips.shape)}")
-    return _batched_features(net, clips, batch_size)
+    return _batched_features(net, clips, batch_size, progress=progress, desc="clip features", unit="clip")
 
 
-def _batched_features(net: nn.Module, x: torch.Tensor, batch_size: int) -> np.ndarray:
+def _batched_features(net: nn.Module, x: torch.Tensor, batch_size: int, *, progress: bool = False,
+                      desc: str = "features", unit: str = "item") -> np.ndarray:
     """``net`` in eval mode over ``x`` in batches on the net's device → float64 numpy ``[N, D]``."""
     was_training = net.training
     net.eval()
     device = module_device(net)
-    out = [net(x[i:i + batch_size].to(device=device, dtype=torch.float32)).double().cpu()
-           for i in range(0, x.shape[0], batch_size)]
+    out = []
+    with tqdm(total=x.shape[0], desc=desc, unit=unit, leave=False, disable=not progress) as bar:
+        for i in range(0, x.shape[0], batch_size):
+            out.append(net(x[i:i + batch_size].to(device=device, dtype=torch.float32)).double().cpu())  # [b, D]
+            bar.update(len(out[-1]))
     net.train(was_training)
     return torch.cat(out).numpy()
 

@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from ddmi_lite.device import module_device
 from ddmi_lite.diffusion import LatentDiffusion
@@ -56,17 +57,23 @@ def encode_dataset(vae, images01: torch.Tensor, *, batch_size: int = 256, sample
 
 @torch.no_grad()
 def decode_to_images(vae, z: torch.Tensor, size: int = 32, *, batch_size: int = 256,
-                     train_resolution: int = 32) -> torch.Tensor:
-    """Latents → basis fields D_ψ(z) → images rendered on a ``size²`` grid, ``[n, 3, size, size]`` in [0, 1]."""
+                     train_resolution: int = 32, progress: bool = True) -> torch.Tensor:
+    """Latents → basis fields D_ψ(z) → images rendered on a ``size²`` grid, ``[n, 3, size, size]`` in [0, 1].
+
+    ``progress``: a tqdm bar counting the images decoded.
+    """
     if z.ndim != 4:
         raise DDMIError(f"z must be latents [n, C, h, w]; got shape {tuple(z.shape)}")
     device = module_device(vae)
     was_training = vae.training
     vae.eval()
     out = []
-    for start in range(0, len(z), batch_size):
-        fields = vae.decode(z[start:start + batch_size].to(device))  # list of [b, 1, C_pe, h_l, w_l]
-        out.append(to_unit_range(render(vae, fields, size, train_resolution=train_resolution)).cpu())
+    with tqdm(total=len(z), desc=f"decoding latents to {size}² images", unit="image", leave=False,
+              disable=not progress) as bar:
+        for start in range(0, len(z), batch_size):
+            fields = vae.decode(z[start:start + batch_size].to(device))  # list of [b, 1, C_pe, h_l, w_l]
+            out.append(to_unit_range(render(vae, fields, size, train_resolution=train_resolution)).cpu())
+            bar.update(len(out[-1]))
     vae.train(was_training)
     return torch.cat(out)
 
@@ -139,9 +146,10 @@ def sweep_samplers(ldm: LatentDiffusion, vae, feature_net, real_feats, grid: dic
             counts: list[int] = []
             t0 = time.perf_counter()
             z = sample_latents(ldm, n, sampler=name, steps=int(steps), batch_size=batch_size,
-                               generator=torch.Generator().manual_seed(seed), callback=counts_nfe(counts))
+                               generator=torch.Generator().manual_seed(seed), callback=counts_nfe(counts),
+                               progress=progress)
             sec = (time.perf_counter() - t0) / n
-            feats = image_features(feature_net, decode_to_images(vae, z, size))
+            feats = image_features(feature_net, decode_to_images(vae, z, size, progress=progress))
             rows.append({"sampler": name, "steps": int(steps), "nfe": max(counts), "fd": frechet_distance(real_feats, feats),
                          "sec_per_image": sec})
             if progress:

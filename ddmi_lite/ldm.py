@@ -12,10 +12,12 @@ domain's data is the domain's job, scoring samples is :mod:`ddmi_lite.latent_dif
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import torch
+from tqdm.auto import tqdm
 
 from ddmi_lite.diffusion import LatentDiffusion
 from ddmi_lite.errors import DDMIError
@@ -233,13 +235,27 @@ def latent_shape_of(ldm: LatentDiffusion) -> tuple[int, int, int]:
     return (ldm.channels, size, size)
 
 
+def step_postfix(bar, batch: int = 0) -> Callable[[dict], None]:
+    """A sampler callback that writes ``batch b step i`` beside a tqdm ``bar``, redrawn at most once per
+    ``bar.mininterval`` seconds (a step can take milliseconds). It only reads the sampler's dict."""
+    shown = [0.0]  # when the text was last redrawn
+
+    def show(info: dict) -> None:
+        if time.monotonic() - shown[0] >= bar.mininterval:
+            bar.set_postfix_str(f"batch {batch + 1} step {int(info['step']) + 1}")
+            shown[0] = time.monotonic()
+    return show
+
+
 def sample_latents(ldm: LatentDiffusion, n: int, *, sampler: str = "dpmpp_2m", steps: int = 20,
                    generator: torch.Generator | None = None, callback: Callable[[dict], None] | None = None,
-                   batch_size: int = 500, latent_shape=None, **sampler_kw) -> torch.Tensor:
+                   batch_size: int = 500, latent_shape=None, progress: bool = True, **sampler_kw) -> torch.Tensor:
     """Draw ``n`` latents ``[n, C, h, w]`` (CPU) in batches.
 
     The callback gets the sampler's dict with ``x`` and ``x0`` divided by ``ldm.latent_scale``
     (in the VAE's latent units, ready for ``vae.decode``) and ``batch`` (the batch index).
+    ``progress`` shows a tqdm bar that counts the latents drawn, with the sampler step of the
+    current batch beside it; it reads the sampler's callback and changes no result.
     """
     if sampler not in SAMPLERS:
         raise DDMIError(f"sampler={sampler!r} is not one of {tuple(SAMPLERS)}")
@@ -247,11 +263,21 @@ def sample_latents(ldm: LatentDiffusion, n: int, *, sampler: str = "dpmpp_2m", s
         raise DDMIError(f"n={n} and batch_size={batch_size} must be >= 1")
     shape = tuple(latent_shape) if latent_shape is not None else latent_shape_of(ldm)
     out = []
-    for b, start in enumerate(range(0, n, batch_size)):
-        count = min(batch_size, n - start)
-        report = None if callback is None else (lambda info, b=b: callback(
-            {**info, "x": info["x"] / ldm.latent_scale, "x0": info["x0"] / ldm.latent_scale, "batch": b}))
-        z = ldm.sample((count, *shape), sampler=sampler, steps=steps, generator=generator, callback=report,
-                       **sampler_kw)
-        out.append(z.float().cpu())  # [count, C, h, w]
+    with tqdm(total=n, desc=f"sampling latents ({sampler}, {steps} steps)", unit="latent", leave=False,
+              disable=not progress) as bar:
+        for b, start in enumerate(range(0, n, batch_size)):
+            count = min(batch_size, n - start)
+            show = step_postfix(bar, b) if progress else None
+
+            def report(info: dict, b: int = b, show=show) -> None:
+                if show is not None:
+                    show(info)
+                if callback is not None:
+                    callback({**info, "x": info["x"] / ldm.latent_scale, "x0": info["x0"] / ldm.latent_scale,
+                              "batch": b})
+
+            z = ldm.sample((count, *shape), sampler=sampler, steps=steps, generator=generator,
+                           callback=report if (progress or callback is not None) else None, **sampler_kw)
+            out.append(z.float().cpu())  # [count, C, h, w]
+            bar.update(count)
     return torch.cat(out)

@@ -5,7 +5,8 @@ The features these distribution metrics compare come from :mod:`ddmi_lite.featur
 
 * PSNR = 10·log10(range² / MSE), per image; SSIM (Wang et al. 2004), per image.
 * Fréchet distance (Heusel et al. 2017): ‖μ₁−μ₂‖² + tr Σ₁ + tr Σ₂ − 2 tr (Σ₁^½ Σ₂ Σ₁^½)^½.
-* Precision / recall (Kynkäänniemi et al. 2019): k-NN balls around each feature define a manifold.
+* Precision / recall (Kynkäänniemi et al. 2019): k-NN balls around each feature define a manifold;
+  optionally at equal set sizes (the larger set subsampled, averaged over draws).
 * KID (Bińkowski et al. 2018): unbiased MMD² with the kernel k(x, y) = (xᵀy/d + 1)³.
 * Latent MMD: biased MMD² with a Gaussian kernel between two sets of latents (sampler comparisons).
 """
@@ -126,16 +127,41 @@ def _inside(points: torch.Tensor, centres: torch.Tensor, radii: torch.Tensor, ba
     return float(torch.cat(hits).double().mean())
 
 
-def precision_recall(real_feats, fake_feats, *, k: int = 3, batch_size: int = 1024) -> tuple[float, float]:
-    """Improved precision/recall, Kynkäänniemi et al. 2019 Eq. 1–3: fake in real k-NN manifold, and vice versa."""
+def precision_recall(real_feats, fake_feats, *, k: int = 3, batch_size: int = 1024, equal_sizes: bool = False,
+                     repeats: int = 10, seed: int = 0, return_std: bool = False):
+    """Improved precision/recall, Kynkäänniemi et al. 2019 Eq. 1–3: fake in real k-NN manifold, and vice versa.
+
+    The k-NN balls shrink as a set grows, so sets of different sizes bias the two numbers: the larger
+    set's balls are small (its manifold is tight) while the smaller set's are wide. With
+    ``equal_sizes`` the larger set is subsampled (without replacement) to the smaller one's size,
+    ``repeats`` times with ``seed``, and the estimates are averaged; sets of one size are scored once,
+    exactly as without it. ``return_std`` adds the std over the repeats:
+    ``(precision, recall, precision_std, recall_std)`` (std 0 when nothing was subsampled).
+    """
     real = torch.from_numpy(_as_feats(real_feats, "real_feats"))
     fake = torch.from_numpy(_as_feats(fake_feats, "fake_feats"))
     if real.shape[1] != fake.shape[1]:
         raise DDMIError(f"feature sizes differ: real {real.shape[1]}, fake {fake.shape[1]}")
     if not 1 <= k < min(real.shape[0], fake.shape[0]):
         raise DDMIError(f"k={k} must be in 1..{min(real.shape[0], fake.shape[0]) - 1} (smaller than both set sizes)")
-    precision = _inside(fake, real, _knn_radii(real, k, batch_size), batch_size)
-    recall = _inside(real, fake, _knn_radii(fake, k, batch_size), batch_size)
+    if equal_sizes and (isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1):
+        raise DDMIError(f"repeats={repeats!r} must be a positive int")
+
+    def plain(r: torch.Tensor, f: torch.Tensor) -> tuple[float, float]:
+        return (_inside(f, r, _knn_radii(r, k, batch_size), batch_size),
+                _inside(r, f, _knn_radii(f, k, batch_size), batch_size))
+
+    n = min(real.shape[0], fake.shape[0])
+    if not equal_sizes or real.shape[0] == fake.shape[0]:
+        values = [plain(real, fake)]
+    else:
+        rng = np.random.default_rng(seed)
+        pick = lambda x: x[torch.from_numpy(rng.choice(x.shape[0], n, replace=False))] if x.shape[0] > n else x
+        values = [plain(pick(real), pick(fake)) for _ in range(repeats)]  # [repeats] × (precision, recall)
+    arr = np.asarray(values)  # [repeats, 2]
+    precision, recall = float(arr[:, 0].mean()), float(arr[:, 1].mean())
+    if return_std:
+        return precision, recall, float(arr[:, 0].std()), float(arr[:, 1].std())
     return precision, recall
 
 
@@ -176,6 +202,22 @@ def latent_mmd(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(k[:n, :n].mean() + k[n:, n:].mean() - 2 * k[:n, n:].mean())
 
 
+def pca_projection(feats, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean [D] and the top ``dim`` principal directions [D, dim] of features [N, D] (float64).
+
+    ``(x − mean) @ directions`` maps features to ``dim`` dimensions. Fitted on one set (say, the
+    training data) and applied unchanged to every set that is compared, it lets a Fréchet distance
+    use sets of n images with n well above the dimension, where D-dimensional covariances of
+    n ≤ D points would be singular.
+    """
+    arr = _as_feats(feats, "feats")
+    if isinstance(dim, bool) or not isinstance(dim, int) or not 1 <= dim <= min(arr.shape):
+        raise DDMIError(f"dim={dim!r} must be an int in 1..{min(arr.shape)} (features of shape {arr.shape})")
+    mean = arr.mean(0)
+    _, _, vt = np.linalg.svd(arr - mean, full_matrices=False)  # rows of vt: directions, by variance
+    return mean, vt[:dim].T
+
+
 def fd_vs_sample_size(feats, ref_feats, sizes, *, repeats: int = 5, seed: int = 0) -> dict[str, np.ndarray]:
     """FD of random subsets of ``feats`` of each size against all of ``ref_feats``, ``repeats`` draws each.
 
@@ -212,5 +254,5 @@ def fd_infinity(sizes, fds) -> tuple[float, float]:
 
 __all__ = [
     "psnr", "ssim", "feature_stats", "frechet_distance", "frechet_distance_from_stats", "precision_recall", "kid",
-    "latent_mmd", "fd_vs_sample_size", "fd_infinity",
+    "latent_mmd", "fd_vs_sample_size", "fd_infinity", "pca_projection",
 ]

@@ -1,22 +1,26 @@
-"""Weight-generation baseline: a latent modulates one MLP over fixed Fourier features (DDMI §4.4, Table 5).
+"""Weight-generation baseline: a latent modulates one SIREN, Functa-style (DDMI §4.4, Table 5).
 
 DDMI's first claim is that generating *adaptive positional embeddings* (basis fields decoded from
-the latent, D2C-VAE) beats generating the *weights* of a network that reads a fixed positional
-encoding. The weight-generation side is a shift-modulated MLP in the spirit of Functa's modulations
-(Dupont et al. 2022): a single MLP shared by every sample, whose hidden layers are shifted by a
-per-sample modulation,
+the latent, D2C-VAE) beats generating the *weights* of a network that reads the raw coordinate.
+The weight-generation side follows Functa (Dupont et al. 2022, §3): one SIREN shared by every
+sample, whose hidden layers are shifted by a per-sample modulation computed from the latent,
 
-    γ(c) = [c, sin(2ᵏπc), cos(2ᵏπc)]ₖ₌₀…ₖ₋₁          fixed Fourier features, no learned part
-    s = W_s · vec(z) + b_s  ∈ ℝ^{L×H}                  latent → one shift vector per layer
-    h₁ = σ(W₁ γ(c) + b₁ + s₁),   hₗ = σ(Wₗ hₗ₋₁ + bₗ + sₗ),   ω̂(c) = W_o h_L + b_o
+    s = W_s · vec(z) + b_s  ∈ ℝ^{L×H}                          latent → one shift vector per layer
+    h₁ = sin(ω₀ (W₁ c + b₁) + s₁),   hₗ = sin(ω₀ (Wₗ hₗ₋₁ + bₗ) + sₗ),   ω̂(c) = W_o h_L + b_o
+
+with SIREN's initialisation (Sitzmann et al. 2020, §3.2): W₁ ~ U(−1/d, 1/d) for a d-dimensional
+coordinate, Wₗ ~ U(−√(6/H)/ω₀, √(6/H)/ω₀). The shift is added to the sine's argument after the
+ω₀ scaling; adding it before (sin(ω₀(Wh + b + s))) is the same family of functions with W_s scaled
+by ω₀. Functa's networks are much larger (hundreds of units, ten or more layers); here width and
+depth are scaled to the budget (:class:`WeightGenConfig`).
 
 Unlike Functa, the latent is not fitted per sample by meta-learning: the encoder produces it and
-W_s is trained jointly with it through the ELBO (an amortised weight generator). Everything else
-is the D2C-VAE's: the same encoder produces a latent of the same size, the
-posterior, the ELBO and the training loop (``D2CVAE.loss``) are inherited, so
-``train_image_vae`` / ``train_shape_vae`` and the latent diffusion model run on it unchanged.
-``decode`` returns ``[shifts]`` (a one-element list, ``[B, L, H]``) where the D2C-VAE returns basis
-fields, and ``query`` reads it out; there are no scales to switch off.
+W_s is trained jointly with it through the ELBO (an amortised weight generator), so the baseline
+and the D2C-VAE rows share the encoder, the latent size, the posterior, the ELBO and the training
+loop (``D2CVAE.loss``); ``train_image_vae`` / ``train_shape_vae`` and the latent diffusion model
+run on it unchanged. ``decode`` returns ``[shifts]`` (a one-element list, ``[B, L, H]``) where the
+D2C-VAE returns basis fields, and ``query`` reads it out; there are no scales to switch off.
+:class:`FourierFeatures` (a fixed encoding, used by notebook 01's comparison) lives here too.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from einops import rearrange
@@ -34,18 +38,22 @@ from ddmi_lite import fields as F_fields
 from ddmi_lite.errors import DDMIError
 from ddmi_lite.nets.conv2d import Encoder2D
 from ddmi_lite.nets.triplane import TriplaneEncoder
-from ddmi_lite.readout import activation
 from ddmi_lite.vae import D2CVAE
 
 
 @dataclass
 class WeightGenConfig:
-    """The shift-modulated MLP of the baseline (shifts only, as Functa's modulations)."""
+    """The shift-modulated SIREN of the baseline (shifts only, as Functa's modulations)."""
 
     hidden: int = 128      # width of every layer
-    n_layers: int = 4      # modulated hidden layers (each gets its own shift vector)
-    n_freqs: int = 6       # Fourier octaves 2⁰π … 2^(n−1)π per coordinate
-    act: str = "relu"
+    n_layers: int = 4      # modulated sine layers, each with its own shift vector
+    w0: float = 30.0       # SIREN frequency ω₀ of every sine layer (Functa, SIREN: 30)
+
+    def check(self) -> WeightGenConfig:
+        if self.hidden < 1 or self.n_layers < 1 or not self.w0 > 0:
+            raise DDMIError(f"WeightGenConfig: hidden={self.hidden} and n_layers={self.n_layers} must be >= 1 "
+                            f"and w0={self.w0} > 0")
+        return self
 
 
 class FourierFeatures(nn.Module):
@@ -89,27 +97,33 @@ class LatentToShifts(nn.Module):
         return [rearrange(shifts, "b (l h) -> b l h", l=self.n_layers)]  # [B, L, H]
 
 
-class ModulatedMLP(nn.Module):
-    """Shared MLP over fixed Fourier features whose hidden layers are shifted per sample."""
+class ModulatedSIREN(nn.Module):
+    """Shared SIREN over the raw coordinate whose sine layers are shifted per sample (Functa §3)."""
 
     def __init__(self, coord_dim: int, out_dim: int, cfg: WeightGenConfig):
         super().__init__()
-        self.encoding = FourierFeatures(coord_dim, cfg.n_freqs)
-        dims = [self.encoding.out_dim] + [cfg.hidden] * cfg.n_layers
+        cfg.check()
+        self.w0 = float(cfg.w0)
+        dims = [coord_dim] + [cfg.hidden] * cfg.n_layers
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(dims))
         self.head = nn.Linear(cfg.hidden, out_dim)
-        self.act = activation(cfg.act)
+        with torch.no_grad():  # SIREN initialisation (Sitzmann et al. 2020, §3.2)
+            for l, layer in enumerate(self.layers):
+                bound = 1.0 / coord_dim if l == 0 else math.sqrt(6.0 / layer.in_features) / self.w0
+                layer.weight.uniform_(-bound, bound)
+            bound = math.sqrt(6.0 / cfg.hidden) / self.w0
+            self.head.weight.uniform_(-bound, bound)
 
     def forward(self, coords: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
         """``coords [B|1, N, D]``, ``shifts [B, L, H]`` → ``[B, N, out_dim]``."""
-        h = self.encoding(coords)  # [B,N,D(1+2K)]
+        h = coords
         for l, layer in enumerate(self.layers):
-            h = self.act(layer(h) + shifts[:, l, None])  # FiLM shift: σ(W h + b + s_l), [B,N,H]
+            h = torch.sin(self.w0 * layer(h) + shifts[:, l, None])  # sin(ω₀(W h + b) + s_l), [B,N,H]
         return self.head(h)
 
 
 class WeightGenVAE(D2CVAE):
-    """Encoder → Gaussian latent → per-layer shifts → modulated MLP over fixed Fourier features.
+    """Encoder → Gaussian latent → per-layer shifts → a shift-modulated SIREN over the coordinate.
 
     Same interface as :class:`~ddmi_lite.vae.D2CVAE` (``encode``, ``decode``, ``query``, ``loss``);
     ``decode`` returns ``[shifts]`` instead of basis fields.
@@ -119,14 +133,14 @@ class WeightGenVAE(D2CVAE):
                  layout: str = "plane", out_dim: int = 3, recon: str = "l1", moments_dim: int = 1):
         cfg = cfg or WeightGenConfig()
         decoder = LatentToShifts(latent_shape, n_layers=cfg.n_layers, hidden=cfg.hidden)
-        readout = ModulatedMLP(F_fields.coord_dim(layout), out_dim, cfg)
+        readout = ModulatedSIREN(F_fields.coord_dim(layout), out_dim, cfg)
         super().__init__(encoder, decoder, readout, layout=layout, aggregate="sum", recon=recon,
                          moments_dim=moments_dim)
         self.cfg = cfg
 
     def query(self, fields: Sequence[torch.Tensor], coords: torch.Tensor, *, scale=None, scale_mask=None,
               **readout_kw) -> torch.Tensor:
-        """``[shifts]`` + coordinates ``[B,N,D]`` → ``[B,N,out_dim]``; ``scale`` is ignored (fixed encoding)."""
+        """``[shifts]`` + coordinates ``[B,N,D]`` → ``[B,N,out_dim]``; ``scale`` is ignored (no fields)."""
         if scale_mask is not None and any(float(w) != 1.0 for w in scale_mask):
             raise DDMIError("scale_mask: the weight-generation baseline has no basis-field scales to switch off")
         shifts = fields[0]  # [B,L,H]
@@ -135,9 +149,16 @@ class WeightGenVAE(D2CVAE):
         return self.readout(coords.clamp(-1.0, 1.0).to(shifts.dtype), shifts)  # outside [-1, 1]: the border, as fields do
 
 
-def build_image_weightgen(cfg, wg: WeightGenConfig | None = None) -> WeightGenVAE:
-    """The image baseline: ``Encoder2D`` of ``cfg.net`` (an ImageVAEConfig), latent ``[z, R/f, R/f]``."""
-    enc = Encoder2D(cfg.net)
+def build_image_weightgen(cfg, wg: WeightGenConfig | None = None, *, extra_down: int = 0) -> WeightGenVAE:
+    """The image baseline: ``Encoder2D`` of ``cfg.net`` (an ImageVAEConfig), latent ``[z, R/f, R/f]``.
+
+    ``extra_down`` adds encoder levels as :func:`ddmi_lite.ablations.coarse_field_image_vae` does, so the
+    baseline's latent has the size of the coarse-field D2C-VAE rows it is compared with.
+    """
+    net = cfg.net
+    if extra_down:
+        net = replace(net, ch_mult=net.ch_mult + (net.ch_mult[-1],) * extra_down)
+    enc = Encoder2D(net)
     r = cfg.resolution // enc.downsample_factor
     return WeightGenVAE(enc, (cfg.net.z_channels, r, r), wg, layout="plane", out_dim=cfg.net.in_channels,
                         recon=cfg.recon)
@@ -153,7 +174,7 @@ def build_shape_weightgen(cfg, wg: WeightGenConfig | None = None) -> WeightGenVA
 __all__ = [
     "FourierFeatures",
     "LatentToShifts",
-    "ModulatedMLP",
+    "ModulatedSIREN",
     "WeightGenConfig",
     "WeightGenVAE",
     "build_image_weightgen",

@@ -35,18 +35,19 @@ from matplotlib.ticker import FuncFormatter, LogLocator
 
 from ddmi_lite.domains.image import (image_ldm_config, image_splits, image_vae_config, load_or_train_image_vae,
                                      reconstruct)
-from ddmi_lite.features import image_features, train_feature_net
+from ddmi_lite.features import InceptionFeatures, image_features, train_feature_net
 from ddmi_lite.io import tensor_digest
-from ddmi_lite.latent_diffusion import (decode_to_images, encode_posterior, fd_report, nearest_neighbours,
-                                        sweep_samplers)
+from ddmi_lite.latent_diffusion import decode_to_images, encode_posterior, nearest_neighbours, sweep_samplers
 from ddmi_lite.ldm import load_or_train_ldm, sample_latents
-from ddmi_lite.metrics import fd_infinity, fd_vs_sample_size, frechet_distance, psnr, ssim
+from ddmi_lite.metrics import fd_infinity, fd_vs_sample_size, frechet_distance, kid, precision_recall, psnr, ssim
 from ddmi_lite.notebook import start_notebook, write_answers, write_metrics
 
 # %% [markdown]
 # `DATA_DIR` empty uses the bundled emoji. Set it to a folder of your own `.png` / `.jpg` / `.webp`
 # images (subfolders allowed, only read) to train and sample on those, with the same held-out split
-# as notebook 03: every 10th image in sorted path order.
+# as notebook 03: every 10th image in sorted path order. `INCEPTION_WEIGHTS` empty skips the Inception
+# FID of section 3; set it to a local copy of FID's InceptionV3 weights (pytorch-fid's
+# `pt_inception-2015-12-05-6726825d.pth`, or the same state dict as `.safetensors`) to add it.
 
 # %% tags=["parameters"]
 PROFILE = "cpu"
@@ -54,6 +55,7 @@ DEVICE = "auto"
 SEED = 0
 OUT_DIR = ""
 DATA_DIR = ""
+INCEPTION_WEIGHTS = ""
 
 # %%
 t_start = time.time()
@@ -72,6 +74,9 @@ cfg = image_ldm_config(PROFILE)
 # > is an FD on 128-d features of a small contrastively trained CNN (Inception weights cannot be
 # > downloaded here), against the *held-out* emoji, with a floor and a ceiling computed at the same
 # > number of images. Numbers here therefore rank models of this project only; they are not FIDs.
+# > Given a local copy of the Inception weights (`INCEPTION_WEIGHTS`), section 3 adds an Inception
+# > FID of the same sets; on 32² emoji upsampled to 299² and a few thousand images it is still not
+# > comparable with the paper's FIDs.
 
 # %% [markdown]
 # ## 1. The two trained stages
@@ -236,14 +241,49 @@ print(f"FD(samples, held-out): plain torch {fd_open.item():.6f} = ddmi_lite.metr
 
 # %% [markdown]
 # The library's `frechet_distance` (numpy, float64) computes the same thing; here it scores every
-# set of the list above, with precision / recall and KID for the samples.
+# set of the list above. Precision / recall and KID score the samples **and the floor**, so each has
+# the value a generator of the training distribution would get next to it. Both sets are scored
+# against the held-out emoji at the same sizes. The k-NN balls of precision / recall shrink as a set
+# grows, so a set of 2,000 samples against 466 held-out emoji would tilt the two numbers; the larger
+# set is therefore subsampled to the smaller one's size, ten draws, and the numbers averaged (± is
+# the std over the draws). KID is computed on subsets of that size too.
 
 # %%
-report = fd_report(real, feats["samples"], seed=SEED)
+def set_scores(fake):
+    """Precision / recall at equal set sizes (10 draws of the larger set) and KID against the held-out set."""
+    p, r, p_std, r_std = precision_recall(real, fake, k=3, equal_sizes=True, repeats=10, seed=SEED, return_std=True)
+    kid_mean, kid_std = kid(real, fake, subsets=10, seed=SEED, return_std=True)
+    return {"precision": p, "recall": r, "precision_std": p_std, "recall_std": r_std, "kid": kid_mean, "kid_std": kid_std}
+
+
 fds = {name: frechet_distance(real, f) for name, f in feats.items()}
+scored = {name: set_scores(feats[name]) for name in ("samples", "floor")}
 for name, value in fds.items():
     print(f"FD({name:>12}, held-out) = {value:10.3f}")
-print(f"samples: precision {report['precision']:.3f}  recall {report['recall']:.3f}  KID {report['kid']:.4f}")
+n_pr = min(len(real), len(feats["samples"]))
+print(f"\n{'':>10} {'samples':>19} {'floor':>19}   ({n_pr} images per set in each draw: {len(feats['samples'])} "
+      f"samples or training emoji subsampled, {len(real)} held-out)")
+for m, fmt in (("precision", ".3f"), ("recall", ".3f"), ("kid", ".4f")):
+    print(f"{m:>10} " + " ".join(f"{scored[n][m]:>11{fmt}} ± {scored[n][m + '_std']:<5{fmt}}" for n in scored))
+print(f"{'FD':>10} {fds['samples']:>11.3f}         {fds['floor']:>11.3f}")
+
+
+def against_floor(m, higher_is_better, fmt):
+    """Where the samples' value of metric m sits against the floor's, in units of the draws' spread."""
+    s_, f_ = scored["samples"], scored["floor"]
+    gap, spread = s_[m] - f_[m], 2 * max(s_[m + "_std"], f_[m + "_std"])
+    if abs(gap) <= spread:
+        return f"{m} {s_[m]:{fmt}} is within twice the draws' spread of the floor's {f_[m]:{fmt}}"
+    side = "worse" if (gap < 0) == higher_is_better else "better"
+    return f"{m} {s_[m]:{fmt}} is {side} than the floor's {f_[m]:{fmt}} by {abs(gap):{fmt}}, more than twice the spread"
+
+
+print("; ".join([against_floor("precision", True, ".3f"), against_floor("recall", True, ".3f"),
+                 against_floor("kid", False, ".4f")]) + ".")
+p_unequal, r_unequal = precision_recall(real, feats["samples"], k=3)
+print(f"with the sets' own sizes ({len(feats['samples'])} samples vs {len(real)} held-out) precision would read "
+      f"{p_unequal:.3f} and recall {r_unequal:.3f}, against {scored['samples']['precision']:.3f} and "
+      f"{scored['samples']['recall']:.3f} at equal sizes.")
 print(f"FD(samples) / FD(floor) = {fds['samples'] / fds['floor']:.2f};  "
       f"FD(samples) / FD(vae_recon) = {fds['samples'] / fds['vae_recon']:.2f};  "
       f"FD(samples) / FD(ceiling) = {fds['samples'] / fds['ceiling']:.4f}")
@@ -265,7 +305,28 @@ fig.tight_layout(); fig.savefig(out / "fd_bars.png", dpi=120); plt.show()
 # The bars share one log axis; the printed lines above say where the samples fall between the
 # floor and the ceiling in this run, and whether the diffusion model improves on decoding prior
 # draws. A gap between samples and reconstructions is the part of the FD that the latent model,
-# not the decoder, is responsible for.
+# not the decoder, is responsible for. The table above it reads precision (do the samples fall
+# where real emoji are), recall (do the samples cover the real emoji) and KID against the values
+# that real training emoji get: the sentence under it says, from this run's numbers, which of them
+# the samples reach.
+#
+# **Inception FID (optional).** With `INCEPTION_WEIGHTS` set, the same held-out emoji, samples and
+# floor set pass through FID's InceptionV3 (pool3, 2,048-d; the 32² images are resized to 299² by
+# the network), and the Fréchet distance of those features is printed next to its floor. With so
+# few and so small images it still does not compare with published FIDs.
+
+# %%
+if INCEPTION_WEIGHTS:
+    inception = InceptionFeatures(INCEPTION_WEIGHTS, device=device)
+    real_inception = inception(test32)
+    fid = {name: frechet_distance(real_inception, inception(sets[name])) for name in ("samples", "floor")}
+    print(f"Inception FID vs {len(test32)} held-out emoji: samples {fid['samples']:.2f}, floor {fid['floor']:.2f} "
+          f"({cfg.n_samples} images each; weights {INCEPTION_WEIGHTS})")
+else:
+    fid = {}
+    print("Inception FID skipped: no weights file was given (INCEPTION_WEIGHTS is empty). It needs FID's "
+          "InceptionV3 weights (pytorch-fid's pt_inception-2015-12-05 file, as a .pth or .safetensors state dict) "
+          "on disk; ddmi_lite never downloads them.")
 
 # %% [markdown]
 # ## Q6: metrics
@@ -277,7 +338,7 @@ fig.tight_layout(); fig.savefig(out / "fd_bars.png", dpi=120); plt.show()
 # | metric | where | definition | strength | weakness |
 # |---|---|---|---|---|
 # | **FD** (FID, FVD) | 05, 08, 10 | $\lVert\mu_r-\mu_g\rVert^2+\operatorname{tr}\big(\Sigma_r+\Sigma_g-2(\Sigma_r^{1/2}\Sigma_g\Sigma_r^{1/2})^{1/2}\big)$ on $\phi$ | one number that reacts to both fidelity and diversity | biased upwards at small $n$ (shown below); Gaussian assumption; only as good as $\phi$ |
-# | **precision / recall** | 05 | share of $g$ inside the union of $k$-NN balls of $r$, and vice versa | separates fidelity (precision) from coverage (recall) | depends on $k$ and $n$; one outlier with a large ball inflates the other set's score |
+# | **precision / recall** | 05 | share of $g$ inside the union of $k$-NN balls of $r$, and vice versa | separates fidelity (precision) from coverage (recall) | depends on $k$ and on both set sizes (here scored at equal sizes, the larger set subsampled); one outlier with a large ball inflates the other set's score |
 # | **KID** | 05 | unbiased MMD² with the kernel $(x^\top y/d+1)^3$ on $\phi$ | unbiased at any $n$, so small sets compare fairly | higher variance than FD; still tied to $\phi$ |
 # | **PSNR** | 02, 03, 08, 09 | $10\log_{10}(1/\mathrm{MSE})$ between a reconstruction and its target | simple, exact, per image | needs a pixel-aligned target; a 1-pixel shift costs more than a visible blur (shown below) |
 # | **SSIM** | 09 | local means, variances and covariance compared in an 11×11 Gaussian window | follows local structure more than raw error | still needs alignment; insensitive to some colour shifts |
@@ -345,7 +406,8 @@ demo = {}
 print(f"{'':>12} {'PSNR dB':>8} {'SSIM':>6} {'FD':>8} {'prec':>6} {'recall':>6} {'KID':>8}")
 for name, images in variants.items():
     paired = name not in ("unchanged", "16 repeated")
-    r = fd_report(real, image_features(feature_net, images), seed=SEED)
+    f = image_features(feature_net, images)
+    r = {"fd": frechet_distance(real, f), **set_scores(f)}
     r["psnr"] = psnr(images, base).mean().item() if paired else float("nan")
     r["ssim"] = ssim(images, base).mean().item() if paired else float("nan")
     demo[name] = r
@@ -469,9 +531,19 @@ metrics = {
     "fd_prior_decode": fds["prior_decode"],
     "fd_ratio_floor": fds["samples"] / fds["floor"],
     "fd_ratio_ceiling": fds["samples"] / fds["ceiling"],
-    "precision": report["precision"],
-    "recall": report["recall"],
-    "kid": report["kid"],
+    "precision": scored["samples"]["precision"],
+    "recall": scored["samples"]["recall"],
+    "kid": scored["samples"]["kid"],
+    "precision_std": scored["samples"]["precision_std"],
+    "recall_std": scored["samples"]["recall_std"],
+    "kid_std": scored["samples"]["kid_std"],
+    "precision_floor": scored["floor"]["precision"],
+    "recall_floor": scored["floor"]["recall"],
+    "kid_floor": scored["floor"]["kid"],
+    "precision_unequal_sizes": p_unequal,
+    "recall_unequal_sizes": r_unequal,
+    "n_precision_recall": n_pr,
+    **({"fid_inception_samples": fid["samples"], "fid_inception_floor": fid["floor"]} if fid else {}),
     "n_samples": cfg.n_samples,
     "n_heldout": len(test32),
     "n_sweep": cfg.n_sweep,
@@ -521,6 +593,11 @@ metrics
 #   reconstructions, prior decodes and the noise ceiling are scored at the same number of images:
 #   the reconstructions are a reference point for the decoder, not a bound on the samples, and the
 #   prior decodes show what the diffusion model adds. Section 3 prints where the samples fall.
+# * Precision / recall (at equal set sizes: the larger set subsampled, averaged over ten draws) and
+#   KID are shown next to their floors, the values training emoji get against the held-out ones;
+#   the sentence under that table says which of them the samples reach in this run. An Inception
+#   FID is added only when a local weights file is given (`INCEPTION_WEIGHTS`); otherwise the
+#   notebook says it was skipped.
 # * The visible failures of the samples (broken outlines, blotchy colour, background specks) are
 #   measured against the held-out emoji in section 2; the nearest-neighbour check of section 4
 #   says whether the samples sit closer to the training set than unseen emoji do.

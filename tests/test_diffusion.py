@@ -98,6 +98,70 @@ def test_mixed_prediction_formula_and_init():
         LatentDiffusion(torch.nn.Identity())
 
 
+class _OnesNet(torch.nn.Module):
+    """net(x, t) = 1 in the dtype a conv would give (bf16 under CPU autocast): ε̂(0, t) is then s itself."""
+
+    in_channels = 4
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(4, 4, 1)
+
+    def forward(self, x, t):
+        return torch.ones_like(self.conv(x))
+
+
+def test_mixed_prediction_in_float32_under_bf16_autocast():
+    """Under bf16 autocast the mixing weight s and the mix stay float32: the same s as the float32 path."""
+    torch.manual_seed(0)
+    model = LatentDiffusion(_OnesNet())
+    with torch.no_grad():
+        model.mix_logit.copy_(torch.tensor([-6.0, -2.3, 0.7, 3.1]).view(1, 4, 1, 1))
+    zeros, t = torch.zeros(2, 4, 3, 3), torch.tensor([5, 700])
+    s32 = torch.sigmoid(model.mix_logit.detach())  # [1, 4, 1, 1] float32
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert model.net(zeros, t).dtype == torch.bfloat16  # the network does run in bf16
+        used = model.eps(zeros, t)  # (1 − s)·c·0 + s·1 = s
+    assert used.dtype == torch.float32
+    assert torch.equal(used, s32.expand_as(used))  # exactly the float32 weight, not its bf16 rounding
+    assert not torch.equal(s32.bfloat16().float(), s32)  # (which would differ)
+    # a real UNet under autocast: float32 prediction and loss, gradient reaches the logit
+    net = _randomise(_unet())
+    model = LatentDiffusion(net)
+    x0 = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(1))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert model.eps(x0, t).dtype == torch.float32
+        loss, _ = model.loss(x0, generator=torch.Generator().manual_seed(2))
+    loss.backward()
+    assert loss.dtype == torch.float32 and model.mix_logit.grad is not None
+    assert torch.isfinite(model.mix_logit.grad).all() and model.mix_logit.grad.abs().sum() > 0
+
+
+class _TimeConv(torch.nn.Module):
+    in_channels = 4
+
+    def __init__(self, conv):
+        super().__init__()
+        self.conv = conv
+
+    def forward(self, x, t):
+        return self.conv(x) * (1 + t.to(x.dtype).view(-1, 1, 1, 1) / 1000)
+
+
+def test_mixed_prediction_float32_path_is_the_plain_formula_bit_for_bit():
+    """Without autocast the mix is exactly (1 − s)·√(1−ᾱ_t)·x_t + s·net(x_t, t) as written, in the input dtype."""
+    torch.manual_seed(0)
+    for dtype, net in ((torch.float32, _randomise(_unet())), (torch.float64, _TimeConv(torch.nn.Conv2d(4, 4, 3, padding=1)))):
+        model = LatentDiffusion(net).to(dtype)
+        with torch.no_grad():
+            model.mix_logit.normal_()
+            x, t = torch.randn(3, 4, 8, 8, dtype=dtype), torch.tensor([0, 321, 999])
+            s = torch.sigmoid(model.mix_logit).reshape(1, -1, 1, 1).to(dtype)
+            want = (1.0 - s) * model.schedule.at(model.schedule.sqrt_one_minus_alphas_cumprod, t, x) * x + s * net(x, t)
+            got = model.eps(x, t)
+            assert got.dtype == dtype and torch.equal(got, want)
+
+
 def test_guidance_zero_is_conditional_and_dropped_condition_is_null():
     torch.manual_seed(0)
     model = LatentDiffusion(_randomise(_unet(cond_dim=5))).eval()

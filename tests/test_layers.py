@@ -19,7 +19,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "ddmi_lite"
 CORE = {"errors", "device", "checks", "io", "presets", "geometry", "fields", "readout", "vae", "schedule", "sampling",
         "diffusion", "unet", "ema", "train", "checkpoint", "distributed", "metrics", "metrics3d", "features", "text",
         "weightgen", "rays", "ldm"}
-EXPERIMENTS = {"latent_diffusion", "ablations", "ablation_table", "bench", "bench_stages", "viz"}
+EXPERIMENTS = {"latent_diffusion", "ablations", "ablation_eval", "ablation_table", "bench", "bench_stages", "viz"}
 TOP = {"notebook", "reproduce", "report", "__main__", "__init__"}
 LAYERS = ("core", "data", "domains", "experiments", "top")
 # the domains: a module of one never imports a module of another

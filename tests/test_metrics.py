@@ -10,7 +10,8 @@ import torch
 from ddmi_lite.errors import DDMIError
 from ddmi_lite.features import (FeatureNet, InceptionFeatures, augment, contrastive_loss, image_features,
                                 train_feature_net)
-from ddmi_lite.metrics import frechet_distance, frechet_distance_from_stats, kid, precision_recall, psnr
+from ddmi_lite.metrics import (frechet_distance, frechet_distance_from_stats, kid, pca_projection, precision_recall,
+                               psnr)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -88,6 +89,56 @@ def test_precision_recall_reference_and_extremes():
     assert precision_recall(real, real + 100.0, k=3) == (0.0, 0.0)
     with pytest.raises(DDMIError, match="k="):
         precision_recall(real, fake, k=50)
+
+
+def test_precision_recall_equal_sizes_removes_the_size_bias():
+    """Same distribution, 100 vs 2,000 points in 64-d: unequal sets give precision well above recall
+    (the small set's wide balls swallow the large set); at equal sizes the two sets are exchangeable,
+    so precision − recall averages to about 0."""
+    plain_gap, equal_gap = [], []
+    for seed in range(12):
+        rng = np.random.default_rng(seed)
+        real, fake = rng.normal(size=(100, 64)), rng.normal(size=(2000, 64))
+        p, r = precision_recall(real, fake)
+        plain_gap.append(p - r)
+        p, r, p_std, r_std = precision_recall(real, fake, equal_sizes=True, seed=seed, return_std=True)
+        equal_gap.append(p - r)
+        assert p_std > 0 and r_std > 0  # different subsets, different estimates
+    assert np.mean(plain_gap) > 0.05
+    assert abs(np.mean(equal_gap)) < 0.03 and abs(np.mean(equal_gap)) < np.mean(plain_gap) / 3
+
+
+def test_precision_recall_equal_sizes_reference_and_identity():
+    rng = np.random.default_rng(4)
+    real, fake = rng.normal(size=(40, 5)), rng.normal(size=(90, 5)) * 0.8 + 0.3
+    # equal sizes: exactly the plain estimate, spread 0
+    plain = precision_recall(real, fake[:40], k=3)
+    assert precision_recall(real, fake[:40], k=3, equal_sizes=True, return_std=True) == (*plain, 0.0, 0.0)
+    # unequal: the mean over the draws of plain estimates on the subsampled larger set (either side)
+    draws = np.random.default_rng(7)
+    want = np.mean([precision_recall(real, fake[draws.choice(90, 40, replace=False)], k=3) for _ in range(4)], 0)
+    got = precision_recall(real, fake, k=3, equal_sizes=True, repeats=4, seed=7)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+    draws = np.random.default_rng(7)
+    want = np.mean([precision_recall(fake[draws.choice(90, 40, replace=False)], real, k=3) for _ in range(4)], 0)
+    np.testing.assert_allclose(precision_recall(fake, real, k=3, equal_sizes=True, repeats=4, seed=7), want,
+                               rtol=0, atol=1e-12)
+    with pytest.raises(DDMIError, match="repeats"):
+        precision_recall(real, fake, equal_sizes=True, repeats=0)
+
+
+def test_pca_projection_keeps_the_top_directions():
+    rng = np.random.default_rng(5)
+    scales = np.array([5.0, 3.0, 1.0, 0.1, 0.1, 0.1])
+    rot, _ = np.linalg.qr(rng.normal(size=(6, 6)))
+    x = (rng.normal(size=(4000, 6)) * scales) @ rot.T + 2.0  # variance 25, 9, 1 along rot[:, 0..2]
+    mean, dirs = pca_projection(x, 3)
+    assert dirs.shape == (6, 3)
+    np.testing.assert_allclose(dirs.T @ dirs, np.eye(3), atol=1e-10)
+    np.testing.assert_allclose(np.abs(dirs.T @ rot[:, :3]), np.eye(3), atol=0.05)  # the same subspace, in order
+    np.testing.assert_allclose(((x - mean) @ dirs).var(0), scales[:3] ** 2, rtol=0.06)
+    with pytest.raises(DDMIError, match="dim=7"):
+        pca_projection(x, 7)
 
 
 def test_kid_matches_naive_and_separates_distributions():

@@ -7,7 +7,8 @@ folders (:mod:`ddmi_lite.data.video`). Shapes: procedural furniture (:mod:`~ddmi
 Occupancy-Networks layout (:mod:`~ddmi_lite.data.onet`), read by the same loader as ShapeNet
 (:mod:`ddmi_lite.data.shapes`). NeRF: posed views of the coloured furniture
 (:mod:`ddmi_lite.data.views`, ray cast by :mod:`~ddmi_lite.data.raycast`) in the SRN-cars layout
-(:mod:`ddmi_lite.data.srn`). Caches live under :func:`default_data_dir` (``$DDMI_DATA_DIR`` or
+(:mod:`ddmi_lite.data.srn`), and the paper's Points2NeRF npz files
+(:mod:`ddmi_lite.data.points2nerf`). Caches live under :func:`default_data_dir` (``$DDMI_DATA_DIR`` or
 ``<repo>/data``). The data layer imports only core modules, never :mod:`ddmi_lite.domains`.
 """
 
@@ -33,7 +34,8 @@ from ddmi_lite.data.furniture import CATEGORIES as SHAPE_CATEGORIES
 from ddmi_lite.data.furniture import Shape, generate_collection, generate_shape
 from ddmi_lite.data.onet import load_pointcloud_npz, load_points_npz
 from ddmi_lite.data.shapes import ShapeNetOccupancy, prepare_shapes
-from ddmi_lite.data.srn import SRNDataset, load_srn_object, read_intrinsics, read_pose
+from ddmi_lite.data.points2nerf import list_view_objects, load_points2nerf_object, load_view_object
+from ddmi_lite.data.srn import SRNDataset, load_srn_object, read_bounds, read_intrinsics, read_pose, view_bounds
 from ddmi_lite.data.video import (
     FrameFolderDataset,
     MovingEmojiConfig,
@@ -47,7 +49,12 @@ from ddmi_lite.data.views import ViewConfig, prepare_views
 __all__ = [
     "SRNDataset",
     "ViewConfig",
+    "list_view_objects",
+    "load_points2nerf_object",
     "load_srn_object",
+    "load_view_object",
+    "read_bounds",
+    "view_bounds",
     "prepare_views",
     "read_intrinsics",
     "read_pose",

@@ -116,10 +116,11 @@ def _to_tensor(images: np.ndarray) -> torch.Tensor:
 CACHE_FORMAT = "ddmi_lite.image_cache.v1"
 
 
-def folder_cache_key(files: list[Path], root: Path, size: int) -> str:
-    """What decides a cache entry: the folder, ``size`` and every file's relative path, size and mtime."""
+def folder_cache_key(files: list[Path], root: Path, size: int, **settings) -> str:
+    """What decides a cache entry: the folder, ``size``, any further ``settings`` and every file's
+    relative path, size and mtime (in the given order, which is the order of the decoded array)."""
     listing = [[str(f.relative_to(root)), st.st_size, st.st_mtime_ns] for f in files for st in (f.stat(),)]
-    text = json.dumps({"root": os.path.realpath(root), "size": size, "files": listing}, sort_keys=True)
+    text = json.dumps({"root": os.path.realpath(root), "size": size, **settings, "files": listing}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
@@ -131,27 +132,43 @@ def _decode(files: list[Path], size: int, *, desc: str, progress: bool) -> np.nd
     return images
 
 
-def _cached_images(path, size: int, *, limit, cache_dir, progress: bool) -> tuple[Path, np.ndarray]:
-    """The cache entry of a folder and its uint8 images, read once and checked, or decoded and written."""
-    root = Path(path).expanduser()
-    files = list_image_files(root, limit=limit)
-    folder = claim_folder(Path(cache_dir) if cache_dir is not None else default_data_dir() / "cache" / "image_folders",
-                          what="image cache")
-    key = folder_cache_key(files, root, size)
+def cached_uint8(files: list[Path], root: Path, decode, *, size: int, cache_dir=None, fmt: str = CACHE_FORMAT,
+                 subfolder: str = "image_folders", what: str = "image cache", **settings) -> tuple[Path, np.ndarray]:
+    """The cache entry of ``files`` (read from the folder ``root``) and its uint8 array.
+
+    The entry ``<cache_dir>/<key>.npy`` (key: :func:`folder_cache_key` of the files, ``size`` and
+    ``settings``) is read once and returned when its manifest ``<key>.json`` has format ``fmt`` and
+    the bytes' sha256; otherwise (missing or damaged) ``decode()`` makes the array and both files are
+    written atomically. ``cache_dir`` defaults to ``<data dir>/cache/<subfolder>``, a folder the
+    library makes; ``root`` is only read. The one cache path of image folders and frame folders.
+    """
+    folder = claim_folder(Path(cache_dir) if cache_dir is not None else default_data_dir() / "cache" / subfolder,
+                          what=what)
+    key = folder_cache_key(files, root, size, **settings)
     array_path, manifest_path = folder / f"{key}.npy", folder / f"{key}.json"
     manifest = read_json_or_none(manifest_path)
-    if manifest is not None and manifest.get("format") == CACHE_FORMAT and array_path.is_file():
+    if manifest is not None and manifest.get("format") == fmt and array_path.is_file():
         data = array_path.read_bytes()
         if sha256_bytes(data) == manifest.get("sha256"):  # a damaged entry is decoded again below
             return array_path, np.load(io.BytesIO(data), allow_pickle=False)
-    images = _decode(files, size, desc=f"decoding {root.name} at {size}²", progress=progress)
+    array = decode()
+    if array.dtype != np.uint8:
+        raise DDMIError(f"cache of {root}: the decoder returned {array.dtype}; expected uint8")
     buffer = io.BytesIO()
-    np.save(buffer, images, allow_pickle=False)
+    np.save(buffer, array, allow_pickle=False)
     data = buffer.getvalue()
     atomic_write(array_path, data)
-    write_json(manifest_path, {"format": CACHE_FORMAT, "root": str(root), "size": size, "shape": list(images.shape),
+    write_json(manifest_path, {"format": fmt, "root": str(root), "size": size, **settings, "shape": list(array.shape),
                                "files": [str(f.relative_to(root)) for f in files], "sha256": sha256_bytes(data)})
-    return array_path, images
+    return array_path, array
+
+
+def _cached_images(path, size: int, *, limit, cache_dir, progress: bool) -> tuple[Path, np.ndarray]:
+    """The cache entry of an image folder and its uint8 images [N, size, size, 3] (:func:`cached_uint8`)."""
+    root = Path(path).expanduser()
+    files = list_image_files(root, limit=limit)
+    return cached_uint8(files, root, lambda: _decode(files, size, desc=f"decoding {root.name} at {size}²",
+                                                     progress=progress), size=size, cache_dir=cache_dir)
 
 
 def cache_image_folder(path: str | os.PathLike, size: int, *, limit: int | None = None,

@@ -9,12 +9,22 @@ Files, as SRN writes them (Sitzmann et al. 2019; OpenCV camera-to-world poses, :
                                                    rgb uint8 [M,3] (ours only: SRN cars has none)
 
 A split folder is ``<root>/<split>`` or SRN's ``<root>/cars_<split>`` (:func:`split_folder`).
+
+Ray bounds (:func:`view_bounds`): each object gets ``(near, far, box)``, the distances along a ray
+that contain it from every camera and the half side of the cube ``[−box, box]³`` around it. They are
+read from an optional ``bounds.json`` (``{"near": .., "far": .., "box": ..}``, any subset) in the
+dataset root, the split folder or the object folder (the more specific wins); ours (prepare_views
+writes one) give near 0.9, far 2.7, box 0.55. Whatever the data do not give is derived: box =
+1.1 × the cloud's largest |coordinate| (ONet's padding of [−0.5, 0.5]³ to 0.55; 0.55 itself without
+a cloud: the object is assumed centred and inside [−0.5, 0.5]³, as ShapeNet-normalised cars are),
+r = √3·box (the cube's corner), near = max(min camera distance − r, 0.01), far = max distance + r.
 :func:`format_pose` / :func:`format_intrinsics` write the text files; :func:`load_srn_object`
 and :class:`SRNDataset` read our procedural views (:mod:`ddmi_lite.data.views`) and SRN cars alike.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import operator
 import os
@@ -30,8 +40,13 @@ from PIL import Image, UnidentifiedImageError
 from ddmi_lite.data.emoji import default_data_dir
 from ddmi_lite.data.folders import eight_bit
 from ddmi_lite.errors import DDMIError
+from ddmi_lite.geometry import BOX
+from ddmi_lite.io import read_json_or_none
 
 SPLITS = ("train", "val", "test")
+BOUNDS_FILE = "bounds.json"
+BOUNDS_KEYS = ("near", "far", "box")
+MIN_NEAR = 0.01  # a derived near never reaches the camera centre
 
 
 def views_root(root: str | os.PathLike | None) -> Path:
@@ -49,6 +64,66 @@ def format_pose(pose: np.ndarray) -> str:
 def format_intrinsics(f: float, cx: float, cy: float, height: int, width: int) -> str:
     """SRN ``intrinsics.txt``: "f cx cy 0." / grid barycentre "0. 0. 0." / scale "1." / "H W"."""
     return f"{float(f)!r} {float(cx)!r} {float(cy)!r} 0.\n0. 0. 0.\n1.\n{int(height)} {int(width)}\n"
+
+
+# ----------------------------------------------------------------------------- ray bounds
+
+def check_bounds(bounds: dict, where: str) -> dict:
+    """``bounds`` restricted to near / far / box, each a finite positive number and near < far; else
+    :class:`DDMIError` naming ``where`` (the file that gave them)."""
+    unknown = set(bounds) - set(BOUNDS_KEYS)
+    if unknown:
+        raise DDMIError(f"{where}: unknown bounds {sorted(unknown)}; allowed keys are {list(BOUNDS_KEYS)}")
+    for key, value in bounds.items():
+        number = np.asarray(value)
+        if number.shape != () or number.dtype.kind not in "iuf" or not 0 < float(number) < math.inf:
+            raise DDMIError(f"{where}: {key}={value!r} must be a finite positive number")
+    if "near" in bounds and "far" in bounds and not float(bounds["near"]) < float(bounds["far"]):
+        raise DDMIError(f"{where}: near={bounds['near']} must be less than far={bounds['far']}")
+    return {k: float(v) for k, v in bounds.items()}
+
+
+def read_bounds(folders) -> dict:
+    """The bounds given by ``bounds.json`` in ``folders`` (dataset root first, the object's own folder
+    last; later ones override). A root that prepare_views made before it wrote ``bounds.json`` gives
+    its manifest's near / far and box 0.55."""
+    bounds: dict = {}
+    for k, folder in enumerate(folders):
+        path = Path(folder) / BOUNDS_FILE
+        if path.is_file():
+            try:
+                given = json.loads(path.read_text())
+            except (OSError, ValueError) as err:
+                raise DDMIError(f"bounds file {path} is not readable JSON ({err})") from err
+            if not isinstance(given, dict):
+                raise DDMIError(f"bounds file {path} must hold an object like {{\"near\": 0.8, \"far\": 1.8}}")
+            bounds.update(check_bounds(given, f"bounds file {path}"))
+        elif k == 0:
+            view = ((read_json_or_none(Path(folder) / "manifest.json") or {}).get("settings") or {}).get("view")
+            if isinstance(view, dict) and {"near", "far"} <= set(view):
+                bounds.update(near=float(view["near"]), far=float(view["far"]), box=BOX)
+    if "near" in bounds and "far" in bounds and not bounds["near"] < bounds["far"]:
+        raise DDMIError(f"bounds in {[str(f) for f in folders]}: near={bounds['near']} is not less than "
+                        f"far={bounds['far']}")
+    return bounds
+
+
+def view_bounds(poses, points=None, given: dict | None = None) -> torch.Tensor:
+    """``(near, far, box)`` float64 [3] of one object: the ``given`` ones, the rest derived from its
+    camera-to-world ``poses`` [V,4,4] and cloud ``points`` [M,3] (None: box 0.55) as the module says."""
+    given = dict(given or {})
+    poses = torch.as_tensor(poses, dtype=torch.float64)
+    box = given.get("box")
+    if box is None:
+        extent = float(torch.as_tensor(points, dtype=torch.float64).abs().max()) if points is not None else 0.0
+        box = 1.1 * extent if extent > 0 else BOX
+    r = math.sqrt(3.0) * box
+    dist = poses[:, :3, 3].norm(dim=-1)  # [V] camera distances from the origin
+    near = given.get("near", max(float(dist.min()) - r, MIN_NEAR))
+    far = given.get("far", float(dist.max()) + r)
+    if not near < far:
+        raise DDMIError(f"ray bounds near={near:g} and far={far:g} (box {box:g}): near must be less than far")
+    return torch.tensor([near, far, box], dtype=torch.float64)
 
 
 # ----------------------------------------------------------------------------- loading
@@ -146,7 +221,8 @@ def load_srn_object(path: str | os.PathLike, *, size: int | None = None, views=N
 
     ``images`` [V,3,S,S] in [0,1]; ``poses`` [V,4,4] camera-to-world (OpenCV); ``intrinsics`` [4]
     (fx, fy, cx, cy) for S×S images; ``points`` [M,3] and ``point_rgb`` [M,3] in [0,1] from
-    ``pointcloud.npz`` (None when absent, as in SRN cars); ``id``; ``stems`` (view file names).
+    ``pointcloud.npz`` (None when absent, as in SRN cars); ``bounds`` float64 [3] (near, far, box:
+    :func:`view_bounds` over all the object's cameras); ``id``; ``stems`` (view file names).
     ``size`` resizes the views (area averaging) and rescales the intrinsics; ``views`` picks
     view indices (default all, sorted by file name).
     """
@@ -178,10 +254,14 @@ def load_srn_object(path: str | os.PathLike, *, size: int | None = None, views=N
     cloud = folder / "pointcloud.npz"
     if cloud.is_file():
         points, point_rgb = _read_cloud(cloud)
+    given = read_bounds([folder.parent.parent, folder.parent, folder])  # dataset root, split, object
+    every = poses if views is None or {"near", "far"} <= set(given) else \
+        [read_pose(folder / "pose" / f"{stem}.txt") for stem in stems]  # bounds hold for every camera
     stack = rearrange(torch.from_numpy(np.stack(images)), "v h w c -> v c h w").float().div_(255.0)
     return {"images": stack, "poses": torch.from_numpy(np.stack(poses)).float(),
             "intrinsics": torch.from_numpy(intrinsics).float(), "points": points, "point_rgb": point_rgb,
-            "id": folder.name, "stems": [stems[v] for v in chosen]}
+            "bounds": view_bounds(np.stack(every), points, given), "id": folder.name,
+            "stems": [stems[v] for v in chosen]}
 
 
 def _read_cloud(path: Path) -> tuple[torch.Tensor, torch.Tensor]:

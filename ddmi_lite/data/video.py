@@ -51,7 +51,7 @@ from scipy import ndimage
 from tqdm.auto import tqdm
 
 from ddmi_lite.data.emoji import default_data_dir, load_emoji, load_emoji_names
-from ddmi_lite.data.folders import IMAGE_EXTENSIONS, read_image, walk_files
+from ddmi_lite.data.folders import IMAGE_EXTENSIONS, cached_uint8, read_image, walk_files
 from ddmi_lite.errors import DDMIError
 from ddmi_lite.io import atomic_write, claim_folder, npz_bytes, read_json_or_none, sha256_file, write_json
 
@@ -381,15 +381,41 @@ def read_clip(clip: Path, files: list[Path], start: int, frames: int, size: int)
     return out
 
 
+FRAME_CACHE_FORMAT = "ddmi_lite.frame_cache.v1"
+
+
+def _decode_clips(clips, frames: int, size: int, *, desc: str, progress: bool) -> np.ndarray:
+    """The first ``frames`` frames of every clip → uint8 [N, T, size, size, 3]."""
+    out = np.empty((len(clips), frames, size, size, 3), dtype=np.uint8)  # [N,T,H,W,3]
+    for k, (clip, files) in enumerate(tqdm(clips, desc=desc, unit="clip", disable=not progress)):
+        out[k] = read_clip(clip, files, 0, frames, size)
+    return out
+
+
 def load_frame_folder(root: str | os.PathLike, split: str = "train", frames: int = 16, size: int = 32, *,
-                      limit: int | None = None) -> torch.Tensor:
-    """The first ``frames`` frames of every clip (first ``limit`` clips) → float [N,T,3,size,size] in [0,1]."""
+                      limit: int | None = None, cache: bool = False, cache_dir: str | os.PathLike | None = None,
+                      progress: bool = False, dtype: str = "float32") -> torch.Tensor:
+    """The first ``frames`` frames of every clip (first ``limit`` clips) → [N,T,3,size,size]: float32 in
+    [0,1], or ``dtype="uint8"`` in 0–255. ``cache=True`` decodes once into a checked uint8 entry under
+    ``cache_dir`` (default ``<data dir>/cache/frame_folders``) by the image folders' code path
+    (:func:`~ddmi_lite.data.folders.cached_uint8`), keyed by the frames read (paths, sizes, mtimes),
+    ``frames`` and ``size``; a damaged entry is decoded again, the frame folder is only read."""
     _check_int("frames", frames, 1), _check_int("size", size, 1)
     if limit is not None:
         _check_int("limit", limit, 1)
+    if dtype not in ("float32", "uint8"):
+        raise DDMIError(f"dtype={dtype!r} must be 'float32' or 'uint8'")
     clips = list_clips(root, split)[:limit]
-    data = np.stack([read_clip(c, files, 0, frames, size) for c, files in clips])  # [N,T,H,W,3]
-    return rearrange(torch.from_numpy(data), "n t h w c -> n t c h w").float().div_(255.0)
+    desc = f"decoding {Path(root).name}/{split} at {size}²"
+    decode = lambda: _decode_clips(clips, frames, size, desc=desc, progress=progress)  # noqa: E731
+    if cache:  # the key lists the frames read: clip k is files[k·T:(k+1)·T]
+        used = [f for _, files in clips for f in files[:frames]]
+        data = cached_uint8(used, Path(root).expanduser(), decode, size=size, cache_dir=cache_dir,
+                            fmt=FRAME_CACHE_FORMAT, subfolder="frame_folders", what="frame cache", frames=frames)[1]
+    else:
+        data = decode()
+    clips_t = rearrange(torch.from_numpy(np.ascontiguousarray(data)), "n t h w c -> n t c h w")
+    return clips_t.contiguous() if dtype == "uint8" else clips_t.float().div_(255.0)
 
 
 class FrameFolderDataset(torch.utils.data.Dataset):

@@ -21,6 +21,7 @@ at the origin (OpenCV poses, :mod:`ddmi_lite.rays`). Files, in the SRN layout of
     <root>/<split>/<object_id>/pointcloud.npz      points f32 [M,3], normals f32 [M,3],
                                                    rgb uint8 [M,3] (the colour the views show)
     <root>/attributes.json                         object id → part group → colour name
+    <root>/bounds.json                             {"near": 0.9, "far": 2.7, "box": 0.55} (ray bounds)
     <root>/manifest.json                           settings, splits and a sha256 per object
 
 Splits train / val / test: per category, the seeded 80/10/10 of :func:`ddmi_lite.data.onet.split_ids`.
@@ -44,8 +45,9 @@ from tqdm.auto import tqdm
 from ddmi_lite.data.furniture import CATEGORIES, Shape, category_counts, check_categories, generate_shape, shape_id
 from ddmi_lite.data.onet import split_ids
 from ddmi_lite.data.raycast import cast_rays
-from ddmi_lite.data.srn import SPLITS, format_intrinsics, format_pose, views_root
+from ddmi_lite.data.srn import BOUNDS_FILE, SPLITS, format_intrinsics, format_pose, views_root
 from ddmi_lite.errors import DDMIError
+from ddmi_lite.geometry import BOX
 from ddmi_lite.io import atomic_write, claim_folder, npz_bytes, read_json_or_none, sha256_file, write_json
 from ddmi_lite.rays import camera_rays, intrinsics_from_fov, poses_on_sphere
 
@@ -219,6 +221,7 @@ def prepare_views(root: str | os.PathLike | None = None, n_objects: int = 1000, 
             atomic_write(root / rel / name, data, durable=False)
         objects[rel] = _digest(files)
     write_json(root / "attributes.json", colors_of, indent=1, sort_keys=True, durable=False)
+    write_json(root / BOUNDS_FILE, {"near": cfg.near, "far": cfg.far, "box": BOX}, sort_keys=True, durable=False)
     counts_by_split = {s: sum(1 for r in objects if r.startswith(f"{s}/")) for s in SPLITS}
     manifest = {"settings": settings, "splits": counts_by_split, "objects": dict(sorted(objects.items())),
                 "attributes_sha256": sha256_file(root / "attributes.json")}

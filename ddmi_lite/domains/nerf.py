@@ -2,9 +2,10 @@
 ddmi_method.md §1.2–1.9 NeRF rows).
 
 * Data: posed views and a coloured point cloud per object in the SRN-cars layout
-  (:mod:`ddmi_lite.data.views`), held in memory as :class:`ViewTensors`. Objects fit
-  [−0.5, 0.5]³; points enter the networks as c = p / 0.55 ∈ [−1, 1]³ (the padded cube of the
-  shape domain).
+  (:mod:`ddmi_lite.data.views`) or Points2NeRF's npz files (:mod:`ddmi_lite.data.points2nerf`), held
+  in memory as :class:`ViewTensors`. Each object's ray bounds (near, far, box; read or derived by
+  :func:`ddmi_lite.data.srn.view_bounds`) scale it so that its box is [−0.55, 0.55]³ (ours: scale 1,
+  objects fit [−0.5, 0.5]³); points enter the networks as c = p / 0.55 ∈ [−1, 1]³.
 * Model: coloured cloud (xyz ‖ rgb, 6 values per point, reference ``dim: 6``) → PointNet with local
   pooling → scatter-mean onto (xy, yz, xz) → tri-plane encoder → Gaussian latent z ∈ ℝ^{3×z×h×w}
   → tri-plane decoder → HDBF at **three** scales (the released NeRF config has one scale and no
@@ -37,8 +38,8 @@ from einops import rearrange
 from torch import nn
 
 from ddmi_lite.data import default_data_dir
-from ddmi_lite.data.srn import SPLITS, load_srn_object, split_folder
-from ddmi_lite.data.views import ViewConfig, prepare_views
+from ddmi_lite.data.points2nerf import list_view_objects, load_view_object
+from ddmi_lite.data.views import prepare_views
 from ddmi_lite.errors import DDMIError
 from ddmi_lite.geometry import BOX
 from ddmi_lite.io import is_foreign_folder
@@ -201,25 +202,29 @@ def build_nerf_vae(cfg: NeRFVAEConfig) -> D2CVAE:
 
 
 # ----------------------------------------------------------------------------------------------- rendering
-def box_interval(origins: torch.Tensor, dirs: torch.Tensor, *, near: float, far: float, half: float = BOX):
+def box_interval(origins: torch.Tensor, dirs: torch.Tensor, *, near, far, half: float = BOX):
     """Where rays enter and leave the cube [−half, half]³ (slab method), within [near, far].
 
-    ``[..., 3]`` → ``t_in, t_out, hit`` each ``[...]``; a ray that misses gets [near, far] and
-    ``hit = False`` (all its samples then lie outside the cube and get zero density).
+    ``[..., 3]`` → ``t_in, t_out, hit`` each ``[...]``; ``near``/``far`` are floats or tensors that
+    broadcast to ``[...]``. A ray that misses gets [near, far] and ``hit = False`` (all its samples
+    then lie outside the cube and get zero density).
     """
+    near, far = (torch.as_tensor(v, dtype=origins.dtype, device=origins.device) for v in (near, far))
     inv = 1.0 / torch.where(dirs.abs() < 1e-9, torch.full_like(dirs, 1e-9), dirs)
     t0, t1 = (-half - origins) * inv, (half - origins) * inv  # [..., 3] each
-    t_in = torch.minimum(t0, t1).amax(-1).clamp_min(near)
-    t_out = torch.maximum(t0, t1).amin(-1).clamp_max(far)
+    t_in = torch.maximum(torch.minimum(t0, t1).amax(-1), near)
+    t_out = torch.minimum(torch.maximum(t0, t1).amin(-1), far)
     hit = t_out > t_in + 1e-4
-    return torch.where(hit, t_in, torch.full_like(t_in, near)), torch.where(hit, t_out, torch.full_like(t_in, far)), hit
+    return torch.where(hit, t_in, near), torch.where(hit, t_out, far), hit
 
 
 def render_rays(vae: D2CVAE, fields, origins: torch.Tensor, dirs: torch.Tensor, *, n_samples: int,
-                near: float = 0.9, far: float = 2.7, perturb: bool = True, generator: torch.Generator | None = None):
+                near=0.9, far=2.7, perturb: bool = True, generator: torch.Generator | None = None):
     """Volume-render rays ``[B, R, 3]`` of the scenes whose basis fields are ``fields`` → :class:`rays.Rendered`
-    with ``rgb [B, R, 3]``, ``depth``/``acc [B, R]``. ``perturb=False``: samples at the bin centres."""
+    with ``rgb [B, R, 3]``, ``depth``/``acc [B, R]``. ``near``/``far``: floats, or ``[B]`` one per scene
+    (:attr:`ViewTensors.object_near`). ``perturb=False``: samples at the bin centres."""
     b, r, _ = origins.shape
+    near, far = (v[:, None] if torch.is_tensor(v) and v.ndim == 1 else v for v in (near, far))  # [B] → [B, 1]
     t_in, t_out, _ = box_interval(origins, dirs, near=near, far=far)  # [B, R]
     t = stratified_samples(t_in.reshape(-1), t_out.reshape(-1), n_samples, perturb=perturb, generator=generator)
     t = t.reshape(b, r, n_samples).to(origins)  # [B, R, S]
@@ -250,15 +255,39 @@ def nerf_data_root(cfg: NeRFVAEConfig, *, prepare: bool = True, progress: bool =
 
 @dataclass
 class ViewTensors:
-    """A split in memory: every view (uint8), pose and the coloured cloud of every object."""
+    """A split in memory: every view (uint8), pose and the coloured cloud of every object.
+
+    Poses and cloud are in model units: the data's units × ``object_scale`` = 0.55 / box, so every
+    object's box is the cube [−0.55, 0.55]³ that the fields cover (images and intrinsics are unchanged
+    by the scaling). ``near``/``far`` are the split's widest interval, ``object_near``/``object_far``
+    each object's own, both in model units.
+    """
 
     images: torch.Tensor        # [N, V, H, W, 3] uint8
-    poses: torch.Tensor         # [N, V, 4, 4] camera-to-world
+    poses: torch.Tensor         # [N, V, 4, 4] camera-to-world, model units
     object_intrinsics: torch.Tensor  # [N, 4] (fx, fy, cx, cy) of each object's camera
-    cloud: torch.Tensor         # [N, M, 6] xyz (object units) ‖ rgb in [0, 1]
+    cloud: torch.Tensor         # [N, M, 6] xyz (model units) ‖ rgb in [0, 1]
     ids: list[str]
-    near: float = 0.9
-    far: float = 2.7
+    object_bounds: torch.Tensor | None = None  # [N, 3] float64 (near, far, box) in the data's units
+
+    def __post_init__(self):
+        if self.object_bounds is None:  # the procedural views' bounds
+            self.object_bounds = torch.tensor([[0.9, 2.7, BOX]], dtype=torch.float64).expand(len(self.ids), 3)
+
+    @property
+    def object_scale(self) -> torch.Tensor:
+        return BOX / self.object_bounds[:, 2]  # [N]
+
+    @property
+    def object_near(self) -> torch.Tensor:
+        return self.object_bounds[:, 0] * self.object_scale  # [N], model units
+
+    @property
+    def object_far(self) -> torch.Tensor:
+        return self.object_bounds[:, 1] * self.object_scale  # [N], model units
+
+    near = property(lambda self: float(self.object_near.min()), doc="The split's nearest near (model units).")
+    far = property(lambda self: float(self.object_far.max()), doc="The split's farthest far (model units).")
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -284,14 +313,11 @@ class ViewTensors:
 
 
 def load_view_split(root, split: str = "train", *, limit: int | None = None) -> ViewTensors:
-    """Read a split of an SRN-layout folder (with ``pointcloud.npz``) into memory."""
-    if split not in SPLITS:
-        raise DDMIError(f"split={split!r} must be one of {SPLITS}")
-    folder = split_folder(Path(root), split)
-    objects = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))[:limit]
-    if not objects:
-        raise DDMIError(f"split folder {folder} holds no object folders")
-    items = [load_srn_object(o) for o in objects]
+    """Read a split of an SRN-layout folder (with ``pointcloud.npz``) or of Points2NeRF ``.npz`` files into
+    memory, each object scaled into model units by its bounds (:class:`ViewTensors`)."""
+    objects = list_view_objects(Path(root), split)[:limit]
+    folder = objects[0].parent
+    items = [load_view_object(o) for o in objects]
     if any(it["points"] is None for it in items):
         raise DDMIError(f"objects in {folder} lack pointcloud.npz; the NeRF encoder needs the coloured cloud")
     height, width = items[0]["images"].shape[-2:]
@@ -306,10 +332,14 @@ def load_view_split(root, split: str = "train", *, limit: int | None = None) -> 
                         f"{shapes[items[0]['id']][0]}, {shapes[items[0]['id']][1]} points); expected one layout")
     images = torch.stack([(it["images"] * 255).round().to(torch.uint8) for it in items])  # [N, V, 3, H, W]
     cloud = torch.stack([torch.cat([it["points"], it["point_rgb"]], -1) for it in items])  # [N, M, 6]
-    cfg = ViewConfig()
     intrinsics = torch.stack([torch.as_tensor(it["intrinsics"]).float() for it in items])  # [N, 4]: each object's own
-    return ViewTensors(rearrange(images, "n v c h w -> n v h w c").contiguous(), torch.stack([it["poses"] for it in items]),
-                       intrinsics, cloud, [it["id"] for it in items], cfg.near, cfg.far)
+    bounds = torch.stack([it["bounds"] for it in items])  # [N, 3] (near, far, box), data units
+    scale = (BOX / bounds[:, 2]).float()  # [N]; 1 for ours
+    poses = torch.stack([it["poses"] for it in items])  # [N, V, 4, 4]
+    poses[..., :3, 3] *= scale[:, None, None]  # camera centres into model units
+    cloud[..., :3] *= scale[:, None, None]
+    return ViewTensors(rearrange(images, "n v c h w -> n v h w c").contiguous(), poses, intrinsics, cloud,
+                       [it["id"] for it in items], bounds)
 
 
 def encoder_input(data: ViewTensors, index, *, n_points: int = 1024, seed: int | None = 0,
@@ -332,7 +362,8 @@ def make_batch(data: ViewTensors, index: torch.Tensor, generator: torch.Generato
                n_points: int = 1024) -> dict:
     """One random view per object, ``n_rays`` random pixels of it (reference §1.9).
 
-    Returns ``x [B, n_points, 6]``, ``origins``/``dirs [B, n_rays, 3]``, ``target [B, n_rays, 3]`` in [0, 1].
+    Returns ``x [B, n_points, 6]``, ``origins``/``dirs [B, n_rays, 3]``, ``target [B, n_rays, 3]`` in [0, 1],
+    ``near``/``far [B]`` (each object's, model units).
     """
     b, s = len(index), data.size
     view = torch.randint(0, data.poses.shape[1], (b,), generator=generator)
@@ -341,15 +372,16 @@ def make_batch(data: ViewTensors, index: torch.Tensor, generator: torch.Generato
     rows = torch.arange(b)[:, None]
     target = data.images[index, view].reshape(b, s * s, 3)[rows, pix].float() / 255.0
     return {"x": encoder_input(data, index, n_points=n_points, generator=generator),
-            "origins": origins[rows, pix], "dirs": dirs[rows, pix], "target": target}
+            "origins": origins[rows, pix], "dirs": dirs[rows, pix], "target": target,
+            "near": data.object_near[index].float(), "far": data.object_far[index].float()}
 
 
 # ----------------------------------------------------------------------------------------------- training
-def nerf_loss(vae: D2CVAE, batch: dict, *, beta: float, n_samples: int, near: float, far: float,
+def nerf_loss(vae: D2CVAE, batch: dict, *, beta: float, n_samples: int, near, far,
               rec_weight: float = 20.0, generator: torch.Generator | None = None,
               sample: bool = True) -> tuple[torch.Tensor, dict]:
     """L = w·Σ_rays |Ĉ(r) − C(r)|₁ + β·KL(q(z|x) ‖ N(0, I)) per object, averaged over the batch
-    (``sample=False``: decode the posterior mean, a plain autoencoder)."""
+    (``sample=False``: decode the posterior mean, a plain autoencoder; ``near``/``far``: floats or [B])."""
     posterior = vae.encode(batch["x"])
     fields = vae.decode(posterior.sample(generator) if sample else posterior.mode())
     out = render_rays(vae, fields, batch["origins"], batch["dirs"], n_samples=n_samples, near=near, far=far,
@@ -373,7 +405,7 @@ def train_nerf_vae(vae: D2CVAE, cfg: NeRFVAEConfig, data: ViewTensors, *, device
 
     def loss_fn(model: D2CVAE, batch: dict, step: int):
         beta = kl_weight(step, cfg.train.steps, beta_max=cfg.beta_max)
-        return nerf_loss(model, batch, beta=beta, n_samples=cfg.n_samples, near=data.near, far=data.far,
+        return nerf_loss(model, batch, beta=beta, n_samples=cfg.n_samples, near=batch["near"], far=batch["far"],
                          rec_weight=cfg.rec_weight)
 
     return load_or_train(vae, loss_fn, batch_fn, replace(cfg.train, seed=seed), ckpt_path=ckpt_path,

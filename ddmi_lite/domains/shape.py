@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from einops import rearrange
+from tqdm.auto import tqdm
 
 from ddmi_lite import fields as F_fields
 from ddmi_lite import geometry as geo
@@ -296,68 +297,79 @@ def load_or_train_shape_vae(cfg: ShapeVAEConfig, *, ckpt_path, device="cpu", see
 # ----------------------------------------------------------------------------------------------- evaluation
 @torch.no_grad()
 def occupancy_logits(vae: D2CVAE, z: torch.Tensor, points: torch.Tensor, *, batch_size: int = 32,
-                     chunk: int = 65536, scale_mask=None) -> torch.Tensor:
+                     chunk: int = 65536, scale_mask=None, progress: bool = True) -> torch.Tensor:
     """Occupancy logits of latents ``z`` [n, 3, z, h, w] at ONet points ``[n, N, 3]`` (or shared ``[N, 3]``) → [n, N].
 
-    ``batch_size`` latents are decoded at a time and at most ``chunk`` points are read out per call.
+    ``batch_size`` latents are decoded at a time and at most ``chunk`` points are read out per call;
+    ``progress`` shows a tqdm bar counting the shapes.
     """
     device, out = module_device(vae), []
-    for start in range(0, len(z), batch_size):
-        fields = vae.decode(z[start:start + batch_size].to(device))
-        b = fields[0].shape[0]
-        pts = points[start:start + b] if points.ndim == 3 else points[None].expand(b, -1, -1)
-        step = max(1, chunk // b)  # at most ``chunk`` points per readout call
-        parts = [vae.query(fields, to_unit_coords(pts[:, i:i + step].to(device).float()), scale_mask=scale_mask)[..., 0]
-                 for i in range(0, pts.shape[1], step)]
-        out.append(torch.cat(parts, 1).float().cpu())  # [b, N]
+    with tqdm(total=len(z), desc=f"occupancy at {points.shape[-2]} points", unit="shape", leave=False,
+              disable=not progress) as bar:
+        for start in range(0, len(z), batch_size):
+            fields = vae.decode(z[start:start + batch_size].to(device))
+            b = fields[0].shape[0]
+            pts = points[start:start + b] if points.ndim == 3 else points[None].expand(b, -1, -1)
+            step = max(1, chunk // b)  # at most ``chunk`` points per readout call
+            parts = [vae.query(fields, to_unit_coords(pts[:, i:i + step].to(device).float()),
+                               scale_mask=scale_mask)[..., 0] for i in range(0, pts.shape[1], step)]
+            out.append(torch.cat(parts, 1).float().cpu())  # [b, N]
+            bar.update(b)
     return torch.cat(out)
 
 
 @torch.no_grad()
 def dense_occupancy(vae: D2CVAE, z: torch.Tensor, resolution: int = 32, *, batch_size: int = 16,
-                    chunk: int = 65536, scale_mask=None) -> torch.Tensor:
+                    chunk: int = 65536, scale_mask=None, progress: bool = True) -> torch.Tensor:
     """Occupancy logits of latents ``z`` [n, 3, z, h, w] on :func:`ddmi_lite.geometry.dense_grid` → [n, R, R, R]
     (index [x, y, z], CPU), through :func:`ddmi_lite.geometry.evaluate_occupancy`.
 
-    ``batch_size`` latents are decoded at a time and at most ``chunk`` points are read out per call.
+    ``batch_size`` latents are decoded at a time and at most ``chunk`` points are read out per call;
+    ``progress`` shows a tqdm bar counting the shapes.
     """
     device, out = module_device(vae), []
-    for start in range(0, len(z), batch_size):
-        fields = vae.decode(z[start:start + batch_size].to(device))
-        b = fields[0].shape[0]
+    with tqdm(total=len(z), desc=f"occupancy grids {resolution}³", unit="shape", leave=False,
+              disable=not progress) as bar:
+        for start in range(0, len(z), batch_size):
+            fields = vae.decode(z[start:start + batch_size].to(device))
+            b = fields[0].shape[0]
 
-        def fn(points: torch.Tensor) -> torch.Tensor:  # ONet points [m, 3] → logits [b, m]
-            return vae.query(fields, to_unit_coords(points[None].expand(b, -1, -1)), scale_mask=scale_mask)[..., 0]
+            def fn(points: torch.Tensor) -> torch.Tensor:  # ONet points [m, 3] → logits [b, m]
+                return vae.query(fields, to_unit_coords(points[None].expand(b, -1, -1)), scale_mask=scale_mask)[..., 0]
 
-        out.append(geo.evaluate_occupancy(fn, resolution, chunk=max(1, chunk // b), device=device, batch=True))
+            out.append(geo.evaluate_occupancy(fn, resolution, chunk=max(1, chunk // b), device=device, batch=True))
+            bar.update(b)
     return torch.cat(out)
 
 
-def meshes_from_logits(logits: torch.Tensor, *, threshold: float = geo.THRESHOLD) -> list:
-    """Marching cubes at occupancy probability ``threshold`` (0.2, the reference's) of [n, R, R, R] logits."""
-    return [geo.extract_mesh(v, threshold=threshold, logits=True) for v in logits]
+def meshes_from_logits(logits: torch.Tensor, *, threshold: float = geo.THRESHOLD, progress: bool = True) -> list:
+    """Marching cubes at occupancy probability ``threshold`` (0.2, the reference's) of [n, R, R, R] logits;
+    ``progress`` shows a tqdm bar counting the meshes."""
+    return [geo.extract_mesh(v, threshold=threshold, logits=True)
+            for v in tqdm(logits, desc="marching cubes", unit="mesh", leave=False, disable=not progress)]
 
 
 def uniform_point_logits(vae: D2CVAE, data: ShapeTensors, index=None, *, n_surface: int = 1024,
                          surface_noise: float = 0.005, seed: int = 0, batch_size: int = 32,
-                         scale_mask=None) -> tuple[torch.Tensor, torch.Tensor]:
+                         scale_mask=None, progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Posterior-mean reconstructions read at the uniform points of ``points.npz``: logits [n, U] and
-    the ground-truth occupancies [n, U] (bool)."""
+    the ground-truth occupancies [n, U] (bool); ``progress``: a tqdm bar over the shapes."""
     index = torch.arange(len(data)) if index is None else torch.as_tensor(index)
     mean, _ = encode_means(vae, encoder_input(data, index, n_surface=n_surface, surface_noise=surface_noise, seed=seed))
     points, occ = data.uniform(index)
-    return occupancy_logits(vae, mean, points, batch_size=batch_size, scale_mask=scale_mask), occ
+    return occupancy_logits(vae, mean, points, batch_size=batch_size, scale_mask=scale_mask, progress=progress), occ
 
 
 def reconstruction_iou(vae: D2CVAE, data: ShapeTensors, index=None, *, n_surface: int = 1024,
                        surface_noise: float = 0.005, threshold: float = 0.5, seed: int = 0,
-                       batch_size: int = 32, scale_mask=None) -> torch.Tensor:
+                       batch_size: int = 32, scale_mask=None, progress: bool = True) -> torch.Tensor:
     """Per-object IoU of posterior-mean reconstructions on the uniform points of ``points.npz`` → [n].
 
     Predicted inside ⇔ σ(logit) > ``threshold``; ground truth from the file's occupancies.
+    ``progress``: a tqdm bar over the shapes.
     """
     logits, occ = uniform_point_logits(vae, data, index, n_surface=n_surface, surface_noise=surface_noise, seed=seed,
-                                       batch_size=batch_size, scale_mask=scale_mask)
+                                       batch_size=batch_size, scale_mask=scale_mask, progress=progress)
     return iou(torch.sigmoid(logits) > threshold, occ)
 
 

@@ -21,12 +21,13 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn as nn
+from tqdm.auto import tqdm
 
 from ddmi_lite.diffusion import LatentDiffusion
 from ddmi_lite.domains.shape import shape_ldm_config
 from ddmi_lite.domains.shape_attributes import AttributeClassifierConfig
 from ddmi_lite.errors import DDMIError
-from ddmi_lite.ldm import MODEL_FIELDS, LDMConfig, model_fingerprint, resolve_latent_scale
+from ddmi_lite.ldm import MODEL_FIELDS, LDMConfig, model_fingerprint, resolve_latent_scale, step_postfix
 from ddmi_lite.presets import preset
 from ddmi_lite.schedule import Schedule
 from ddmi_lite.text import ExternalTextEncoder, TextEncoder, Vocabulary
@@ -94,20 +95,27 @@ class TextConditionedLDM(nn.Module):
     @torch.no_grad()
     def sample(self, captions: list[str] | None = None, *, n: int | None = None, guidance: float = 0.0,
                sampler: str = "ddim", steps: int = 50, generator: torch.Generator | None = None,
-               latent_shape=None, batch_size: int = 256) -> torch.Tensor:
-        """Latents (VAE units, CPU) ``[n, C, h, w]`` for ``captions`` — or ``n`` unconditional ones when None."""
+               latent_shape=None, batch_size: int = 256, progress: bool = True) -> torch.Tensor:
+        """Latents (VAE units, CPU) ``[n, C, h, w]`` for ``captions`` — or ``n`` unconditional ones when None.
+
+        ``progress``: a tqdm bar counting the latents, with the sampler step beside it.
+        """
         if captions is None and (n is None or n < 1):
             raise DDMIError("give captions, or n >= 1 for unconditional samples")
         shape = tuple(latent_shape) if latent_shape is not None else (self.ldm.channels, self.ldm.net.image_size,
                                                                       self.ldm.net.image_size)
         total = len(captions) if captions is not None else int(n)
         out = []
-        for start in range(0, total, batch_size):
-            count = min(batch_size, total - start)
-            cond = None if captions is None else self.text.embed(captions[start:start + count])
-            z = self.ldm.sample((count, *shape), sampler=sampler, steps=steps, cond=cond, guidance=guidance,
-                                generator=generator)
-            out.append(z.float().cpu())
+        what = "unconditional" if captions is None else f"captioned, w={guidance:g}"
+        with tqdm(total=total, desc=f"sampling latents ({what}, {sampler}, {steps} steps)", unit="latent",
+                  leave=False, disable=not progress) as bar:
+            for b, start in enumerate(range(0, total, batch_size)):
+                count = min(batch_size, total - start)
+                cond = None if captions is None else self.text.embed(captions[start:start + count])
+                z = self.ldm.sample((count, *shape), sampler=sampler, steps=steps, cond=cond, guidance=guidance,
+                                    generator=generator, callback=step_postfix(bar, b) if progress else None)
+                out.append(z.float().cpu())  # [count, C, h, w]
+                bar.update(count)
         return torch.cat(out)
 
 

@@ -9,20 +9,19 @@
 * Embedding: the three plane samples are **concatenated**, and (``aggregate="concat_prod"``, the
   default) the product of the two time planes is appended (4·C_pe channels per scale),
   pˡ(c) = [Ξˡ_xy(x, y) ‖ Ξˡ_xt(x, t) ‖ Ξˡ_yt(y, t) ‖ Ξˡ_xt(x, t) ⊙ Ξˡ_yt(y, t)], read out by the
-  shared CFC MLP into RGB in [−1, 1]. The product channels g(x, t)·h(y, t) are bumps that move
-  with t, which is what a moving sprite is (the reference concatenates only: ``aggregate="concat"``).
-  Moving sprites are where the error is: on 200 held-out clips the 20% of pixels that change over
-  time carried 86% of the squared error of the earlier 8²-plane concatenation model (23.3 dB) and
-  still 91% of the cpu preset's (24.6 dB; static pixels 0.0010 → 0.0005 MSE, moving 0.026 → 0.020).
-* Stage-1 loss (reference §1.8): L1 **summed** over the queried outputs, averaged over the batch,
-  plus β(t)·KL; each step queries a random subset of the T·R² pixels of every clip (an INR can be
-  supervised anywhere), the clips randomly mirrored and played backwards.
+  shared CFC MLP into RGB in [−1, 1]; g(x, t)·h(y, t) is a bump that moves with t, as a sprite does
+  (the reference concatenates only: ``aggregate="concat"``).
+* Stage-1 loss (reference §1.8, ``recon="l1"``): L1 **summed** over the queried outputs, averaged over
+  the batch, plus β(t)·KL, on a random subset of the T·R² pixels of every clip, the clips randomly
+  mirrored and played backwards. The cpu preset sums the **squared** error (``recon="mse"``) and
+  draws ``moving_share`` of the points from moving pixels, so the static background does not
+  dominate: the 20% of pixels that move held 91% of the L1 model's squared error (notebook 08,
+  section *Where the error is*, measures both changes at equal steps).
 * Stage 2: the latent planes share one shape ``[3, z, S, S]``, so they stack along channels,
   ``[B, 3, z, S, S] ⇄ [B, 3z, S, S]`` in the order (xy, xt, yt) (:func:`pack_planes`, exactly
   invertible), and the 2D latent diffusion model of notebook 04 runs on the stack.
-* Evaluation: PSNR per frame, averaged per clip, then over clips; a Fréchet distance on the
-  features of a small 3D-conv network trained on the clips (:func:`ddmi_lite.features.train_feature_net`,
-  **not** the I3D features of FVD); GIF and frame-strip export; rendering at any frame rate.
+* Evaluation: PSNR per frame, averaged per clip, then over clips; a Fréchet distance on small 3D-conv
+  features (:func:`ddmi_lite.features.train_feature_net`, **not** I3D: not FVD); GIF, frame strips.
 """
 
 from __future__ import annotations
@@ -83,17 +82,14 @@ class VideoVAEConfig:
 
     Reference: TimeSformer 384×8, planes xy 64×32², xt / yt 64×16×32, C_pe 64 per plane concatenated
     to 192, readout 256, L1 summed over 16×256², β_max 0.1. ``cpu``: 16 frames of 32²; a conv trunk
-    (widths 16/32, one stride-2 level) to 16×16² with no temporal stride, then attention pooling
-    along each axis gives three 16×16² planes (time planes: 16 rows for 16 frames), fields at 16 and
-    32 (two scales) with C_pe 24 per plane, the time planes' product appended to the concatenation
-    (``aggregate="concat_prod"``), readout width 80; 4,096 supervised points per clip and step, bf16
-    autocast; 2,300 steps (≈ 0.24 s each with two threads: about nine minutes). One-thread trials
-    with 300 steps, held-out PSNR on 64 clips: 8² planes with three scales 21.3 dB; 16² planes
-    22.4 dB (22.8 at 900 steps); + the product 22.6 dB; a wider readout (160) or a cross-plane
-    block at 16² added nothing. Notebook 08 re-measures concat against concat_prod at equal steps
-    on every run (:func:`video_aggregate_config`), one seed per arm. The encoder's pixel shortcut (nets/video.py) is what lets per-clip
-    colours reach z: without it held-out PSNR sat near the data-set mean (16 dB) for the first few
-    hundred steps.
+    (widths 16/32, one stride-2 level), attention pooling along each axis to three 16×16² planes,
+    fields at 16 and 32 with C_pe 24 per plane, the time planes' product appended
+    (``aggregate="concat_prod"``), readout width 80; the squared error on 4,096 points per clip and
+    step, half on moving pixels; bf16 autocast; 2,300 steps (≈ 0.24 s each with two threads). One-thread
+    trials, 300 steps, held-out PSNR on 64 clips: 8² planes with three scales 21.3 dB; 16² planes
+    22.4 dB; + the product 22.6 dB; a wider readout (160) or a cross-plane block at 16² added nothing
+    (notebook 08 re-measures concat against concat_prod on every run, :func:`video_aggregate_config`).
+    The encoder's pixel shortcut (nets/video.py) lets per-clip colours reach z.
     """
 
     net: VideoNetConfig = field(default_factory=lambda: VideoNetConfig(
@@ -105,9 +101,11 @@ class VideoVAEConfig:
     act: str = "silu"
     n_train: int | None = None            # training clips used (None: the whole split)
     n_query: int = 4096                   # (x, y, t) points supervised per clip and step [all T·R²]
+    moving_share: float = 0.5             # share of them drawn from moving pixels [0: uniform]
     hflip: bool = True                    # mirror clips left–right
     reverse: bool = True                  # play clips backwards (the sprites' motion is reversible)
     beta_max: float = 1e-3                # KL weight after annealing (sum-reduced losses)
+    recon: str = "mse"                    # per-point reconstruction loss, summed: "mse" or "l1" [l1]
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
         steps=2300, batch_size=8, lr=2e-3, warmup_steps=50, precision="bf16", max_time_s=1080.0))
 
@@ -117,7 +115,7 @@ VIDEO_VAE_PRESETS = {
                   train=dict(steps=20, batch_size=4, warmup_steps=2, precision="fp32", max_time_s=None)),
     "gpu": dict(net=dict(resolution=64, ch=64, ch_mult=(1, 2, 2, 2), num_res_blocks=2, time_down=2, pe_channels=64,
                          n_scales=3, pool_heads=4, cross_resolutions=(16, 8), attention_resolutions=(8,)),
-                hidden=256, n_query=16384,
+                hidden=256, n_query=16384, recon="l1", moving_share=0.0,
                 train=dict(steps=20000, batch_size=16, lr=5e-4, warmup_steps=500, precision="fp32", max_time_s=None)),
 }
 
@@ -204,8 +202,10 @@ def build_video_vae(cfg: VideoVAEConfig) -> D2CVAE:
     channels = F_fields.embedding_channels(net.pe_channels, "xyt", aggregate=cfg.aggregate)
     readout = CFCReadout([channels] * net.n_scales, hidden=cfg.hidden, out_dim=net.in_channels,
                          mode=cfg.mode, act=cfg.act)
+    if cfg.recon not in ("l1", "mse"):  # D2CVAE also knows "bce", which is no loss for colours
+        raise DDMIError(f"VideoVAEConfig.recon={cfg.recon!r} must be 'l1' (the reference) or 'mse'")
     return D2CVAE(VideoEncoder(net), VideoDecoder(net), readout, layout="xyt", aggregate=cfg.aggregate,
-                  recon="l1", moments_dim=2)
+                  recon=cfg.recon, moments_dim=2)
 
 
 # ----------------------------------------------------------------------------------------------- coordinates
@@ -232,9 +232,10 @@ def video_coords(times: torch.Tensor, height: int, width: int | None = None) -> 
 def load_video_split(split: str = "train", *, size: int = 32, limit: int | None = None, data_dir: str = "",
                      frames: int = 16) -> torch.Tensor:
     """Moving-emoji clips uint8 ``[N, T, 3, H, W]`` (prepared on first use), the first ``limit`` of them; with
-    ``data_dir``, the first ``frames`` frames of each clip of that frame folder's split (only read)."""
+    ``data_dir``, the first ``frames`` frames of each clip of that frame folder's split (only read; decoded
+    once into the checked uint8 cache of :func:`~ddmi_lite.data.video.load_frame_folder`)."""
     if data_dir:
-        return load_frame_folder(data_dir, split, frames, size, limit=limit).mul(255).round().to(torch.uint8)
+        return load_frame_folder(data_dir, split, frames, size, limit=limit, cache=True, progress=True, dtype="uint8")
     clips = load_moving_emoji(split, size=size, dtype=torch.uint8)
     return clips if limit is None else clips[:limit]
 
@@ -246,9 +247,14 @@ def to_model_range(clips: torch.Tensor) -> torch.Tensor:
 
 
 def make_batch(clips: torch.Tensor, index: torch.Tensor, generator: torch.Generator, *, n_query: int = 4096,
-               hflip: bool = True, reverse: bool = True) -> dict:
+               hflip: bool = True, reverse: bool = True, moving_share: float = 0.0) -> dict:
     """Training batch: ``x`` [B, T, 3, R, R] in [−1, 1] (the encoder's input), ``coords`` [B, n, 3] at
-    random pixel/frame centres and ``target`` [B, n, 3] the pixels there (the same augmented clip)."""
+    random pixel/frame centres and ``target`` [B, n, 3] the pixels there (the same augmented clip).
+
+    ``moving_share`` > 0 draws that share of the n points from the clip's moving pixels
+    (:func:`moving_pixels`; static ones fill in where too few move), 0 all uniformly (reference)."""
+    if not 0.0 <= moving_share <= 1.0:
+        raise DDMIError(f"moving_share={moving_share} must be in [0, 1]")
     b, (t, _, h, w) = len(index), clips.shape[1:]
     x = to_model_range(clips[index])  # [B, T, 3, H, W]
     if hflip:
@@ -259,11 +265,22 @@ def make_batch(clips: torch.Tensor, index: torch.Tensor, generator: torch.Genera
         x = torch.where(back[:, None, None, None, None], x.flip(1), x)
     total = t * h * w
     n = min(n_query, total)
-    pick = torch.rand(b, total, generator=generator).argsort(dim=1)[:, :n]  # distinct points per clip [B, n]
+    if moving_share > 0:
+        pick = _moving_first(moving_pixels((x + 1) * 0.5), t, n, round(moving_share * n), generator)  # [B, n]
+    else:
+        pick = torch.rand(b, total, generator=generator).argsort(dim=1)[:, :n]  # distinct points per clip [B, n]
     coords = video_coords(F_fields.pixel_centers(t), h, w)[pick]  # [B, n, 3]
     flat = rearrange(x, "b t c h w -> b (t h w) c")
     target = torch.gather(flat, 1, pick[..., None].expand(-1, -1, 3))  # [B, n, 3]
     return {"x": x, "coords": coords, "target": target}
+
+
+def _moving_first(moving: torch.Tensor, frames: int, n: int, n_moving: int, generator: torch.Generator) -> torch.Tensor:
+    """(t, y, x) point indices ``[B, n]``, none twice: ``n_moving`` on the mask [B, 1, 1, H, W], then uniform."""
+    flat = rearrange(moving.expand(-1, frames, -1, -1, -1), "b t one h w -> b (t one h w)").float()  # [B, T·H·W]
+    first = (torch.rand(flat.shape, generator=generator) + flat).argsort(dim=1, descending=True)[:, :n_moving]
+    rest = torch.rand(flat.shape, generator=generator).scatter(1, first, -1.0)  # drawn points sort last
+    return torch.cat([first, rest.argsort(dim=1, descending=True)[:, :n - n_moving]], 1)  # [B, n]
 
 
 # ----------------------------------------------------------------------------------------------- rendering
@@ -358,12 +375,14 @@ def decode_to_clips(vae: D2CVAE, z: torch.Tensor, frames: int, size: int, *, rat
 # ----------------------------------------------------------------------------------------------- training
 def train_video_vae(vae: D2CVAE, cfg: VideoVAEConfig, clips: torch.Tensor, *, device="cpu", ckpt_path=None,
                     seed: int = 0, progress: bool = True, callback=None, data_id: str | None = None):
-    """Stage 1: Σ_points |ω̂ − ω| + β(t)·KL, β annealed linearly to ``cfg.beta_max`` (:func:`ddmi_lite.train.load_or_train`)."""
+    """Stage 1: Σ_points ‖ω̂ − ω‖² (``recon="mse"``; |ω̂ − ω|₁ for ``"l1"``) + β(t)·KL, β annealed linearly to
+    ``cfg.beta_max`` (:func:`ddmi_lite.train.load_or_train`)."""
     n = len(clips)
 
     def batch_fn(step: int, generator: torch.Generator) -> dict:
         index = torch.randint(0, n, (min(cfg.train.batch_size, n),), generator=generator)
-        return make_batch(clips, index, generator, n_query=cfg.n_query, hflip=cfg.hflip, reverse=cfg.reverse)
+        return make_batch(clips, index, generator, n_query=cfg.n_query, hflip=cfg.hflip, reverse=cfg.reverse,
+                          moving_share=cfg.moving_share)
 
     def loss_fn(model: D2CVAE, batch: dict, step: int):
         beta = kl_weight(step, cfg.train.steps, beta_max=cfg.beta_max)
@@ -376,11 +395,8 @@ def train_video_vae(vae: D2CVAE, cfg: VideoVAEConfig, clips: torch.Tensor, *, de
 
 def load_or_train_video_vae(cfg: VideoVAEConfig, *, ckpt_path, device="cpu", seed: int = 0, progress: bool = True,
                             clips: torch.Tensor | None = None, data_id: str | None = None):
-    """Train the video D2C-VAE on the moving-emoji training clips (or ``clips``), or reuse a finished checkpoint.
-
-    Returns ``(vae in eval mode, TrainResult)``; ``result.resumed_from == result.steps_done`` means
-    the checkpoint was reused as is.
-    """
+    """Train the video D2C-VAE on the moving-emoji training clips (or ``clips``), or reuse a finished checkpoint:
+    ``(vae in eval mode, TrainResult)``, ``result.resumed_from == result.steps_done`` when reused as is."""
     if clips is None:
         clips = load_video_split("train", size=cfg.net.resolution, limit=cfg.n_train)
     want = (cfg.net.frames, 3, cfg.net.resolution, cfg.net.resolution)
@@ -403,10 +419,8 @@ def frame_strip(clips01: torch.Tensor, *, gap: int = 1) -> np.ndarray:
     if clips01.ndim != 5 or clips01.shape[2] != 3:
         raise DDMIError(f"clips01 must be [N, T, 3, H, W], got {tuple(clips01.shape)}")
     n, t, _, h, w = clips01.shape
-    canvas = torch.ones(3, n * (h + gap) - gap, t * (w + gap) - gap)
-    for i in range(n):
-        for k in range(t):
-            canvas[:, i * (h + gap):i * (h + gap) + h, k * (w + gap):k * (w + gap) + w] = clips01[i, k].cpu()
+    padded = torch.nn.functional.pad(clips01.detach().cpu().float(), (0, gap, 0, gap), value=1.0)  # [N, T, 3, H+g, W+g]
+    canvas = rearrange(padded, "n t c h w -> c (n h) (t w)")[:, :n * (h + gap) - gap, :t * (w + gap) - gap]
     return rearrange(_to_uint8(canvas), "c h w -> h w c")
 
 
