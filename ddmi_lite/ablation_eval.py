@@ -95,11 +95,11 @@ def image_psnr_2x(model, images01: torch.Tensor, truth2x: torch.Tensor, *, batch
     return float(psnr(torch.cat(out), truth2x[:len(images01)]).mean())
 
 
-def shape_iou(model, cfg, data: AblationData, *, seed: int = 0) -> float:
+def shape_iou(model, cfg, data: AblationData, *, seed: int = 0, progress: bool = True) -> float:
     """Mean IoU (p > 0.5) of posterior-mean reconstructions of ``n_iou`` held-out shapes over the categories."""
     index = spread_index(data.shape_test.categories, min(cfg.n_iou, len(data.shape_test)))
     return float(reconstruction_iou(model, data.shape_test, index, n_surface=cfg.shape.n_surface,
-                                    surface_noise=cfg.shape.surface_noise, seed=seed).mean())
+                                    surface_noise=cfg.shape.surface_noise, seed=seed, progress=progress).mean())
 
 
 def row_ldm(domain: str, row: str, model, cfg, data: AblationData, *, ckpt_dir, device="cpu",
@@ -119,11 +119,12 @@ def row_ldm(domain: str, row: str, model, cfg, data: AblationData, *, ckpt_dir, 
                              progress=progress)
 
 
-def image_generation(model, ldm, cfg, data: AblationData, *, seed: int = 0) -> dict:
+def image_generation(model, ldm, cfg, data: AblationData, *, seed: int = 0, progress: bool = True) -> dict:
     """FD (FeatureNet features) of ``n_fd`` decoded samples against every held-out emoji."""
     z = sample_latents(ldm, cfg.n_fd, sampler=cfg.image_ldm.sampler, steps=cfg.image_ldm.sample_steps,
-                       batch_size=cfg.image_ldm.sample_batch, generator=torch.Generator().manual_seed(seed))
-    images = decode_to_images(model, z, cfg.image.resolution)
+                       batch_size=cfg.image_ldm.sample_batch, generator=torch.Generator().manual_seed(seed),
+                       progress=progress)
+    images = decode_to_images(model, z, cfg.image.resolution, progress=progress)
     return {"fd": frechet_distance(data.real_feats, image_features(data.feature_net, images)), "samples": images[:16]}
 
 
@@ -134,11 +135,14 @@ def shape_reference_clouds(cfg, data: AblationData, *, seed: int = 0) -> torch.T
     return normalize_to_unit_sphere(data.shape_test.surface[index][:, pick].float())
 
 
-def shape_generation(model, ldm, cfg, data: AblationData, ref: torch.Tensor, *, seed: int = 0) -> dict:
+def shape_generation(model, ldm, cfg, data: AblationData, ref: torch.Tensor, *, seed: int = 0,
+                     progress: bool = True) -> dict:
     """MMD / COV (Chamfer) of ``n_metric`` sampled shapes (meshed at ``mesh_resolution``³) against held-out clouds."""
     z = sample_latents(ldm, cfg.n_metric, sampler=cfg.shape_ldm.sampler, steps=cfg.shape_ldm.sample_steps,
-                       batch_size=cfg.shape_ldm.sample_batch, generator=torch.Generator().manual_seed(seed))
-    meshes = meshes_from_logits(dense_occupancy(model, image_to_triplane(z), cfg.mesh_resolution))
+                       batch_size=cfg.shape_ldm.sample_batch, generator=torch.Generator().manual_seed(seed),
+                       progress=progress)
+    logits = dense_occupancy(model, image_to_triplane(z), cfg.mesh_resolution, progress=progress)
+    meshes = meshes_from_logits(logits, progress=progress)
     clouds = normalize_to_unit_sphere(surface_clouds(meshes, cfg.n_metric_points, seed=seed))
     scores = mmd_cov_nna(clouds, ref)
     return {"mmd": scores["mmd"], "cov": scores["cov"], "empty": sum(m.is_empty for m in meshes),

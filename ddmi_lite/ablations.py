@@ -377,7 +377,7 @@ def run_ablation(cfg: AblationConfig, *, ckpt_dir, out_dir=None, device="cpu", p
                     curves.append(heldout_curve(result))
                     gains.append(gain_last(curves[-1]))
                 else:
-                    recon.append(shape_iou(model, cfg, data, seed=seed))
+                    recon.append(shape_iou(model, cfg, data, seed=seed, progress=progress))
                 secs.append(result.total_time_s)
                 res.trained.append(result)
                 steps.append(result.steps_done)
@@ -390,7 +390,8 @@ def run_ablation(cfg: AblationConfig, *, ckpt_dir, out_dir=None, device="cpu", p
                                       progress=progress)
             res.ldms[(domain, row)] = ldm
             res.trained.append(ldm_result)
-            gen = image_generation(model, ldm, cfg, data) if image else shape_generation(model, ldm, cfg, data, ref)
+            gen = image_generation(model, ldm, cfg, data, progress=progress) if image else \
+                shape_generation(model, ldm, cfg, data, ref, progress=progress)
             res.samples[(domain, row)] = gen.pop("samples", None) if image else gen.pop("meshes")
             entry = {"domain": domain, "row": row, "label": ROW_LABELS[row], "params": params,
                      "train_s": float(np.mean(secs)), "steps": int(min(steps)),

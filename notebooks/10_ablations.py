@@ -349,6 +349,13 @@ if costliest:
         f"`{r}` {k.replace('no_', '')} ({mask_psnr[r][k] - mask_psnr[r]['all']:+.2f} dB)" for r, k in costliest.items())
         + "."))
 
+# %% [markdown]
+# Read the numbers with `scale_masks.png` above. In the `cpu` run every two-scale row splits the work
+# the same way: without the coarse field the outlines stay but the colours shift (olive or brown
+# where the emoji is black and white), without the fine field only a blurred blob of the right
+# colours remains. The coarse field carries colour and layout, the fine one the edges, whichever
+# readout combines them; CFC's renders show no split that `concat` and `sum` lack.
+
 # %%
 mask_metrics = {f"psnr_{k}_{r}": v for r, d in mask_psnr.items() for k, v in d.items() if k != "all"}
 metrics = {**result.metrics, **mask_metrics, "n_psnr": min(cfg.n_psnr, len(result.data.test32))
